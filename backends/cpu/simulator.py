@@ -1,0 +1,421 @@
+"""Batched SNN simulator: bit-accurate Lava 0.10.0 fixed point for integer graphs, the same dynamics in float.
+
+Integer semantics (per neuron layer, per step; all state int64 holding 24-bit values):
+  a  = sum over incoming connections of the value buffered at the previous step
+       Dense (Affine/Linear): a = (mant @ s) << weight_exp   (>> floors when weight_exp < 0), no saturation
+       Conv (Conv2d/SumPool2d): a = wrap24(conv(W, s))        (Lava's signed_clamp: [-2**23, 2**23))
+  u  = decay(u, du + 1) + (a << 6), wrapped once into (-2**23, 2**23]        (u: int, 24-bit, wraps)
+  v  = clip(decay(v, dv) + u + (bias << 6), -(2**23 - 1), 2**23 - 1)      (v: int, 24-bit, saturates)
+  s  = v > vth << 6;  reset: v -= vth << 6 ("subtract") or v = 0 ("zero"); u is never reset
+  decay(x, d) = sign(x * (4096 - d)) * (|x * (4096 - d)| >> 12)
+Float semantics: a as above without rounding; v += a (+ bias); s = v > vth; same resets.
+Each wrap of u or of a conv output and each saturation of v is counted per layer (``events``).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from snnc.ir import conventions as cv
+from snnc.ir.errors import GraphError, OverflowEventError, QuantizationError
+from snnc.ir.graph import Graph, conv2d_params, pool_params
+
+from .plan import Connection, Plan, build_plan
+
+V_LIM = cv.V_MAX  # 2**23 - 1
+U_MAX = 2 ** 23
+
+
+@dataclass
+class SimResult:
+    """Outcome of a simulation run over all samples.
+
+    logits: float (N, n_out), readout potential gathered over the last ``steps`` steps, in ANN logit units
+    potentials: readout potential at the end (int for integer graphs: Lava's 24-bit v), (N, n_out)
+    spikes_per_layer: neuron layer -> total spikes over samples and steps
+    spike_counts: neuron layer -> per-neuron spike count per sample (N, *shape), int32
+    rasters: neuron layer -> bool (latency_steps, N, *shape), only when requested
+    events: neuron/connection -> {"u_wrap", "v_saturate", "conv_wrap"} counts
+    """
+
+    logits: np.ndarray
+    potentials: np.ndarray
+    steps: int
+    latency_steps: int
+    samples: int
+    kind: str
+    spikes_per_layer: dict[str, int]
+    spike_counts: dict[str, np.ndarray]
+    events: dict[str, dict[str, int]]
+    seconds: float
+    rasters: dict[str, np.ndarray] | None = None
+    final_state: dict[str, dict[str, np.ndarray]] | None = None
+    neurons_per_layer: dict[str, int] = field(default_factory=dict)
+    ranges: dict[str, dict[str, float]] | None = None  # layer -> max |a| per step; max v before reset (max |v| for
+    # the readout). Spiking layers may saturate on the negative side (counted in events): only the positive side
+    # decides spikes early, and a bound on the negative side would cost the weights their precision.
+
+    def accuracy(self, labels: np.ndarray) -> float:
+        return float((self.logits.argmax(1) == np.asarray(labels)).mean())
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else float("inf")
+
+    def total_events(self) -> int:
+        return int(sum(sum(d.values()) for d in self.events.values()))
+
+
+def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
+    """Lava's decay: sign(x*(4096-d)) * (|x*(4096-d)| >> 12), round toward zero."""
+    if d == 0:
+        return x
+    if d >= cv.DECAY_UNITY:
+        return torch.zeros_like(x)
+    p = x * (cv.DECAY_UNITY - d)
+    return torch.sign(p) * (p.abs() >> 12)
+
+
+def _flatten_shape(node: nir.Flatten, in_shape: tuple) -> tuple:
+    from snnc.ir.graph import node_output_shape
+
+    return node_output_shape("flatten", node, in_shape)
+
+
+class _Layer:
+    """Per-neuron-layer constants (threshold, bias, decays, reset, init) in the simulation's units."""
+
+    def __init__(self, name: str, node, shape: tuple, integer: bool, bias: np.ndarray, dev):
+        self.name, self.shape, self.integer = name, shape, integer
+        self.readout = isinstance(node, nir.I) or bool(cv.meta(node, cv.READOUT, False))
+        self.reset = cv.reset_mode(node)
+        if self.reset not in ("subtract", "zero"):
+            raise GraphError(f"node {name!r}: field 'snnc.reset' must be 'subtract' or 'zero', got {self.reset!r}")
+        if isinstance(node, nir.I):
+            vth = np.full(shape, np.inf)
+            r = np.asarray(node.r, dtype=np.float64)
+        elif isinstance(node, nir.IF):
+            vth = np.broadcast_to(np.asarray(node.v_threshold, dtype=np.float64), shape)
+            r = np.asarray(node.r, dtype=np.float64)
+        else:
+            raise GraphError(f"node {name!r}: the simulator runs IF and I neurons; {type(node).__name__} "
+                             "needs the NIR import lowering first")
+        r = np.broadcast_to(r, shape)
+        v0 = cv.v_init(node, shape)
+        if integer:
+            if not np.all(r == 1):
+                raise QuantizationError(f"node {name!r}: field 'r' must be 1 in an integer graph")
+            self.du = int(cv.meta(node, cv.DU, 4095))
+            self.dv = int(cv.meta(node, cv.DV, 0))
+            if self.readout:
+                self.vth6 = None
+            else:
+                if np.any(~np.isfinite(vth)) or np.any(vth != np.round(vth)) or np.any(vth < 0) \
+                        or np.any(vth > cv.VTH_MAX):
+                    raise QuantizationError(f"node {name!r}: field 'v_threshold' must hold integers in "
+                                            f"[0, {cv.VTH_MAX}] in an integer graph")
+                self.vth6 = torch.as_tensor(vth.astype(np.int64) << cv.ACT_SHIFT, device=dev)
+            self.bias6 = torch.as_tensor(np.round(bias).astype(np.int64) << cv.ACT_SHIFT, device=dev)
+            self.v0 = torch.as_tensor(np.round(v0 * 64).astype(np.int64), device=dev)
+        else:
+            self.r = torch.as_tensor(np.array(r), dtype=torch.float64, device=dev)
+            self.vth = None if self.readout else torch.as_tensor(np.array(vth), dtype=torch.float64,
+                                                                 device=dev)
+            self.bias = torch.as_tensor(bias, dtype=torch.float64, device=dev)
+            self.v0 = torch.as_tensor(v0, dtype=torch.float64, device=dev)
+
+
+class _Synapse:
+    """One connection compiled to a callable: float chain, or integer Dense/Conv with Lava's rounding."""
+
+    def __init__(self, graph: Graph, plan: Plan, conn: Connection, integer: bool, dev):
+        self.conn, self.integer, self.dev = conn, integer, dev
+        src_shape = plan.shapes[conn.src]
+        self.kind = "identity"
+        self.steps: list = []
+        weighted = [n for n in conn.ops if not isinstance(graph.nodes[n], nir.Flatten)]
+        shape = src_shape
+        if integer:
+            if len(weighted) > 1:
+                raise GraphError(f"connection {conn.src!r} -> {conn.dst!r}: an integer graph needs exactly one "
+                                 f"synapse node per connection, found {weighted} (run the fuse_synapses pass)")
+            if not weighted:
+                raise GraphError(f"connection {conn.src!r} -> {conn.dst!r} has no synapse node")
+        self.bias = np.zeros(plan.shapes[conn.dst], dtype=np.float64)
+        for n in conn.ops:
+            node = graph.nodes[n]
+            if isinstance(node, nir.Flatten):
+                out = _flatten_shape(node, shape)
+                self.steps.append(("reshape", out))
+                shape = out
+                continue
+            out = plan.shapes[n]
+            if isinstance(node, (nir.Affine, nir.Linear)):
+                w = np.asarray(node.weight, dtype=np.float64)
+                b = np.asarray(getattr(node, "bias", 0.0), dtype=np.float64) * np.ones(w.shape[0])
+                if integer:
+                    wexp = int(cv.meta(node, cv.WEIGHT_EXP, 0))
+                    mant = w / 2.0 ** wexp
+                    if not np.all(mant == np.round(mant)):
+                        raise QuantizationError(f"node {n!r}: field 'weight' is not an integer mantissa times "
+                                                f"2**snnc.weight_exp ({wexp})")
+                    self.steps.append(("dense_int", torch.as_tensor(mant, device=dev), wexp))
+                    self.kind = "dense"
+                else:
+                    self.steps.append(("matmul", torch.as_tensor(w, device=dev)))
+                    self.steps.append(("add", torch.as_tensor(b, device=dev)))
+                if integer:
+                    self.bias = self.bias + b.reshape(self.bias.shape)
+            elif isinstance(node, nir.Conv2d):
+                p = conv2d_params(node, n)
+                w = np.asarray(node.weight, dtype=np.float64)
+                b = np.asarray(node.bias, dtype=np.float64) * np.ones(w.shape[0])
+                if integer:
+                    if not np.all(w == np.round(w)):
+                        raise QuantizationError(f"node {n!r}: field 'weight' must hold integers in an integer "
+                                                "graph (Lava's Conv has no weight exponent)")
+                    self.bias = self.bias + np.broadcast_to(b[:, None, None], out)
+                    self.kind = "conv"
+                    self.steps.append(("conv", torch.as_tensor(w, device=dev), None, p))
+                    self.steps.append(("wrap24",))
+                else:
+                    self.steps.append(("conv", torch.as_tensor(w, device=dev), torch.as_tensor(b, device=dev), p))
+            elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+                p = pool_params(node, n)
+                div = 1 if isinstance(node, nir.SumPool2d) else None
+                self.steps.append(("pool", p, div))
+                if integer:
+                    if isinstance(node, nir.AvgPool2d):
+                        raise GraphError(f"node {n!r}: AvgPool2d is not integer; quantize turns it into SumPool2d")
+                    self.kind = "conv"
+                    self.steps.append(("wrap24",))
+            elif isinstance(node, nir.Scale):
+                if integer:
+                    raise GraphError(f"node {n!r}: Scale nodes must be folded before quantization")
+                self.steps.append(("scale", torch.as_tensor(np.asarray(node.scale, dtype=np.float64), device=dev)))
+            else:
+                raise GraphError(f"node {n!r}: {type(node).__name__} inside a connection is not supported")
+            shape = out
+        if not integer:
+            # the bias part of a float chain is added undelayed at the neuron (as Lava adds bias in the neuron)
+            zero = torch.zeros((1,) + tuple(src_shape), dtype=torch.float64, device=dev)
+            self.bias = self(zero)[0].cpu().numpy()
+            self.linear_only = True
+        self.out_shape = plan.shapes[conn.dst]
+        self.wraps = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, *src_shape) float64 (spikes 0/1 or graded input) -> (B, *dst_shape)."""
+        y = x
+        for st in self.steps:
+            op = st[0]
+            if op == "reshape":
+                y = y.reshape((y.shape[0],) + tuple(st[1]))
+            elif op == "matmul":
+                y = y.reshape(y.shape[0], -1) @ st[1].T
+            elif op == "add":
+                y = y + st[1]
+            elif op == "dense_int":
+                acc = (y.reshape(y.shape[0], -1) @ st[1].T).round().to(torch.int64)
+                e = st[2]
+                y = acc << e if e >= 0 else acc >> (-e)
+            elif op == "conv":
+                _, w, b, p = st
+                y = F.conv2d(y.to(w.dtype), w, b, stride=p["stride"], padding=p["padding"],
+                             dilation=p["dilation"], groups=p["groups"])
+                if self.integer:
+                    y = y.round().to(torch.int64)
+            elif op == "pool":
+                p, div = st[1], st[2]
+                y = F.avg_pool2d(y.to(torch.float64), p["kernel_size"], p["stride"], p["padding"],
+                                 count_include_pad=True, divisor_override=div)
+                if self.integer:
+                    y = y.round().to(torch.int64)
+            elif op == "wrap24":
+                over = (y >= U_MAX) | (y < -U_MAX)
+                if bool(over.any()):
+                    self.wraps += int(over.sum())
+                    y = (y + U_MAX) % (2 * U_MAX) - U_MAX
+            elif op == "scale":
+                y = y * st[1]
+        return y
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        """Float chains: the input-dependent part (bias removed; it is added at the neuron)."""
+        return self(x) - torch.as_tensor(self.bias, device=x.device)
+
+
+def _as_batches(n: int, batch_size: int) -> Iterable[slice]:
+    for i in range(0, n, batch_size):
+        yield slice(i, min(n, i + batch_size))
+
+
+def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Graded input spikes of an integer graph: clip(round(x / snnc.input_scale)) to snnc.input_bits."""
+    scale = cv.meta(graph, cv.INPUT_SCALE)
+    if scale is None or not np.isfinite(scale) or scale <= 0:
+        raise QuantizationError(f"graph metadata 'snnc.input_scale' must be a positive number in an integer graph, "
+                                f"got {scale!r}")
+    bits = int(cv.meta(graph, cv.INPUT_BITS, 8))
+    signed = bool(cv.meta(graph, cv.INPUT_SIGNED, True))
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+    return np.clip(np.round(np.asarray(x, dtype=np.float64) / float(scale)), lo, hi)
+
+
+def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, rasters: bool = False,
+             device: str = "cpu", strict: bool = False, record_final: bool = False,
+             progress: bool = False, track_ranges: bool = False) -> SimResult:
+    """Run ``graph`` on inputs ``x`` (N, *input_shape), presented every step, for ``steps`` + depth steps.
+
+    Integer graphs (``snnc.kind == "integer"``) run Lava's fixed-point arithmetic exactly; float graphs run the
+    same dynamics in float64. The output is read as the readout layer's potential gathered over the last
+    ``steps`` steps (the first ``depth`` steps carry no input signal to it)."""
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    plan = build_plan(graph)
+    integer = cv.graph_kind(graph) == cv.INTEGER
+    dev = torch.device(device)
+    x = np.asarray(x)
+    in_shape = plan.shapes[plan.input]
+    if x.ndim == len(in_shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(in_shape):
+        from snnc.ir.errors import DataError
+
+        raise DataError(f"input data has per-sample shape {tuple(x.shape[1:])}, the graph's Input node "
+                        f"{plan.input!r} expects {tuple(in_shape)}")
+    xin = quantize_input(graph, x) if integer else x.astype(np.float64)
+    syn = [_Synapse(graph, plan, c, integer, dev) for c in plan.connections]
+    layers = {}
+    for n in plan.neurons:
+        bias = sum((syn[i].bias for i in plan.incoming[n]), np.zeros(plan.shapes[n]))
+        layers[n] = _Layer(n, graph.nodes[n], plan.shapes[n], integer, bias, dev)
+    latency = steps + plan.depth
+    N = x.shape[0]
+    out_shape = plan.shapes[plan.readout]
+    logits = np.zeros((N,) + tuple(out_shape))
+    potentials = np.zeros((N,) + tuple(out_shape), dtype=np.int64 if integer else np.float64)
+    counts = {n: np.zeros((N,) + tuple(plan.shapes[n]), dtype=np.int32) for n in plan.neurons}
+    events = {n: {"u_wrap": 0, "v_saturate": 0} for n in plan.neurons}
+    rast = {n: np.zeros((latency, N) + tuple(plan.shapes[n]), dtype=bool) for n in plan.neurons} if rasters else None
+    final: dict[str, dict[str, np.ndarray]] | None = {} if record_final else None
+    rng_a = {n: 0.0 for n in plan.neurons}
+    rng_v = {n: 0.0 for n in plan.neurons}
+    scale = float(cv.meta(graph.nodes[plan.readout], "snnc.scale", 1.0)) if integer else 1.0
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=N, desc="simulate", unit="sample")
+    for sl in _as_batches(N, batch_size):
+        B = sl.stop - sl.start
+        xb = torch.as_tensor(xin[sl], dtype=torch.float64, device=dev)
+        dtype = torch.int64 if integer else torch.float64
+        u = {n: torch.zeros((B,) + tuple(plan.shapes[n]), dtype=dtype, device=dev) for n in plan.neurons}
+        v = {n: (layers[n].v0.expand((B,) + tuple(plan.shapes[n])).clone()) for n in plan.neurons}
+        buf = [None] * len(syn)
+        spikes = {n: None for n in plan.neurons}
+        cnt = {n: torch.zeros((B,) + tuple(plan.shapes[n]), dtype=torch.int32, device=dev) for n in plan.neurons}
+        v_before = None
+        for t in range(latency):
+            for n in plan.neurons:
+                L = layers[n]
+                a = None
+                for i in plan.incoming[n]:
+                    if buf[i] is not None:
+                        a = buf[i] if a is None else a + buf[i]
+                if integer:
+                    uu = _decay(u[n], L.du + 1)
+                    if a is not None:
+                        uu = uu + (a << cv.ACT_SHIFT)
+                    hi, lo = uu > U_MAX, uu <= -U_MAX
+                    if bool(hi.any()) or bool(lo.any()):
+                        events[n]["u_wrap"] += int(hi.sum() + lo.sum())
+                        uu = torch.where(hi, uu - 2 * U_MAX, torch.where(lo, uu + 2 * U_MAX, uu))
+                    u[n] = uu
+                    vv = _decay(v[n], L.dv) + uu + L.bias6
+                    sat = (vv > V_LIM) | (vv < -V_LIM)
+                    if bool(sat.any()):
+                        events[n]["v_saturate"] += int(sat.sum())
+                        vv = vv.clamp(-V_LIM, V_LIM)
+                    if track_ranges:
+                        if a is not None:
+                            rng_a[n] = max(rng_a[n], float(a.abs().max()))
+                        rng_v[n] = max(rng_v[n], float(vv.max()) / 64.0)
+                    if L.vth6 is not None:
+                        s = vv > L.vth6
+                        vv = torch.where(s, vv - L.vth6 if L.reset == "subtract" else torch.zeros_like(vv), vv)
+                    else:
+                        s = None
+                else:
+                    vv = v[n] + L.bias * L.r
+                    if a is not None:
+                        vv = vv + a * L.r
+                    if track_ranges:
+                        if a is not None:
+                            rng_a[n] = max(rng_a[n], float((a + L.bias).abs().max()))
+                        rng_v[n] = max(rng_v[n], float(vv.max() if L.vth is not None else vv.abs().max()))
+                    if L.vth is not None:
+                        s = vv > L.vth
+                        vv = torch.where(s, vv - L.vth if L.reset == "subtract" else torch.zeros_like(vv), vv)
+                    else:
+                        s = None
+                v[n] = vv
+                spikes[n] = s
+                if s is not None:
+                    cnt[n] += s
+                    if rast is not None:
+                        rast[n][t, sl] = s.cpu().numpy()
+            if t == plan.depth - 1:
+                v_before = v[plan.readout].clone()
+            for i, c in enumerate(plan.connections):
+                src = xb if c.src == plan.input else spikes[c.src]
+                if src is None:
+                    buf[i] = None
+                    continue
+                srcf = src.to(torch.float64)
+                buf[i] = syn[i](srcf) if integer else syn[i].linear(srcf)
+        vr = v[plan.readout]
+        if v_before is None:
+            v_before = layers[plan.readout].v0.expand_as(vr)
+        diff = (vr - v_before).to(torch.float64)
+        if integer:
+            diff = diff / (64.0 * scale)
+        logits[sl] = (diff / steps).cpu().numpy()
+        potentials[sl] = vr.cpu().numpy()
+        for n in plan.neurons:
+            counts[n][sl] = cnt[n].cpu().numpy()
+        if final is not None:
+            for n in plan.neurons:
+                final.setdefault(n, {"u": [], "v": []})
+                final[n]["u"].append(u[n].cpu().numpy())
+                final[n]["v"].append(v[n].cpu().numpy())
+        if bar is not None:
+            bar.update(B)
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    for i, c in enumerate(plan.connections):
+        if syn[i].wraps:
+            events.setdefault(f"{c.src}->{c.dst}", {})["conv_wrap"] = syn[i].wraps
+    if final is not None:
+        final = {n: {k: np.concatenate(vs) for k, vs in d.items()} for n, d in final.items()}
+    res = SimResult(
+        logits=logits.reshape(N, -1), potentials=potentials.reshape(N, -1), steps=steps, latency_steps=latency,
+        samples=N, kind=cv.INTEGER if integer else cv.FLOAT,
+        spikes_per_layer={n: int(counts[n].sum()) for n in plan.neurons if not layers[n].readout},
+        spike_counts=counts, events=events, seconds=seconds, rasters=rast, final_state=final,
+        neurons_per_layer={n: math.prod(plan.shapes[n]) for n in plan.neurons},
+        ranges={n: {"a": rng_a[n], "v": rng_v[n]} for n in plan.neurons} if track_ranges else None)
+    if strict and res.total_events():
+        bad = {k: d for k, d in events.items() if sum(d.values())}
+        raise OverflowEventError(f"overflow events during simulation (--strict): {bad}")
+    return res

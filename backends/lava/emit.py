@@ -1,0 +1,345 @@
+"""Emit Lava processes from an integer snnc graph and connect their ports.
+
+Mapping (see ``snnc.ir.conventions`` for the units):
+  Input                    -> lava.proc.io.source.RingBuffer, graded int32 values, Lava layout, 1-step buffer
+  Affine / Linear          -> lava Dense (weights = mantissas, weight_exp, num_weight_bits, num_message_bits)
+  Flatten -> Affine/Linear -> Dense on the flattened source port, columns permuted from NIR (C,H,W) order
+                              to Lava's (W,H,C) order
+  Conv2d                   -> lava Conv (weights transposed/flipped to Lava's true convolution)
+  SumPool2d                -> lava Conv with a ones kernel per channel (groups = C)
+  no synapse (identity)    -> Dense with an identity matrix
+  IF, snnc.reset "zero"    -> stock lava LIF (one vth per population)
+  IF, snnc.reset "subtract"-> SubtractLIF (per-neuron vth)
+  I (readout)              -> SubtractLIF(spiking=0)
+Fan-in: every connection into a neuron layer connects to its a_in port; Lava sums them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import nir
+import numpy as np
+
+from snnc.backends.cpu.plan import Connection, Plan, build_plan
+from snnc.backends.lava.layout import (conv_weight_to_lava, flat_permutation, lava_shape, to_lava,
+                                       ungroup_conv_weight)
+from snnc.ir import conventions as cv
+from snnc.ir.errors import BackendError, GraphError, QuantizationError, UnsupportedLayerError
+from snnc.ir.graph import Graph, conv2d_params, pool_params
+
+LAVA_INT8_MAX = 127  # Lava's Conv stores groups, kernel size, stride, padding, dilation as int8
+FLOAT32_EXACT = 2 ** 24  # Lava's Conv accumulates in float32: exact while every partial sum is below this
+
+
+def import_lava() -> Any:
+    """Import lava (lazily); a missing or broken install raises ``BackendError``."""
+    try:
+        import lava.magma.core.run_configs  # noqa: F401
+        import lava.proc.conv.process  # noqa: F401
+        import lava.proc.dense.process  # noqa: F401
+        import lava.proc.io.sink  # noqa: F401
+        import lava.proc.io.source  # noqa: F401
+        import lava.proc.lif.process  # noqa: F401
+    except Exception as e:  # ImportError, or lava failing on import (wrong numpy, Python version)
+        raise BackendError(f"the Lava backend needs lava-nc 0.10.0 (pip install lava-nc==0.10.0 on Python 3.10); "
+                           f"importing it failed: {type(e).__name__}: {e}") from None
+    import lava
+
+    return lava
+
+
+@dataclass
+class NeuronLayer:
+    """One neuron layer as a Lava process: shapes, and the state it starts each sample with (Lava layout)."""
+
+    name: str
+    process: Any
+    nir_shape: tuple
+    lava_shape: tuple
+    v0: np.ndarray  # int, 24-bit initial v = round(snnc.v_init * 64), Lava layout
+    spiking: bool
+    reset: str  # "subtract" or "zero"
+
+
+@dataclass
+class Synapse:
+    """One connection as a Lava Dense or Conv process; ``buffer_var`` is its one-step buffer Var name."""
+
+    key: str  # synapse node name, or "src->dst" for an identity connection
+    process: Any
+    kind: str  # "dense" or "conv"
+    conn: Connection
+
+    @property
+    def buffer_var(self) -> Any:
+        return self.process.a_buff if self.kind == "dense" else self.process.a_buf
+
+
+@dataclass
+class LavaNetwork:
+    """The emitted Lava network of an integer graph.
+
+    source: RingBuffer feeding graded int32 input (Lava layout, one time slot, set per sample)
+    neurons: neuron layer name -> NeuronLayer; synapses: connection key -> Synapse
+    sinks: spiking layer name -> sink RingBuffer recording its spikes over ``record_steps`` steps
+    warnings: conditions under which Lava's arithmetic may not be exact (float32 conv accumulation)
+    """
+
+    graph: Graph
+    plan: Plan
+    source: Any
+    neurons: dict[str, NeuronLayer]
+    synapses: dict[str, Synapse]
+    sinks: dict[str, Any]
+    record_steps: int
+    input_lava_shape: tuple
+    warnings: list[str] = field(default_factory=list)
+
+    def processes(self) -> dict[str, Any]:
+        """Every Lava process by name (neurons, synapses, source, sinks)."""
+        out = {n: L.process for n, L in self.neurons.items()}
+        out.update({k: s.process for k, s in self.synapses.items()})
+        out["<input>"] = self.source
+        out.update({f"<sink {n}>": s for n, s in self.sinks.items()})
+        return out
+
+    def run_cfg(self) -> Any:
+        """``Loihi2SimCfg(select_tag="fixed_pt")`` with snnc's process model mapped per instance."""
+        from lava.magma.core.run_configs import Loihi2SimCfg
+
+        from snnc.backends.lava.processes import PySubtractLIFModelFixed, SubtractLIF
+
+        exc = {L.process: PySubtractLIFModelFixed for L in self.neurons.values()
+               if isinstance(L.process, SubtractLIF)}
+        return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exc)
+
+
+def bias_to_lava(bias: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Integer bias B (a_in units) -> (bias_mant, bias_exp) with bias_mant << bias_exp == B << 6.
+
+    bias_mant is 13-bit signed, bias_exp 3-bit: exp 6 with mant B when |B| <= 4095; exp 7 with mant B/2 when
+    B is even and |B/2| <= 4095; anything else is not representable."""
+    b = np.asarray(bias, dtype=np.float64)
+    if not np.all(b == np.round(b)):
+        raise QuantizationError(f"node {name!r}: field 'bias' must hold integers in an integer graph")
+    b = b.astype(np.int64)
+    small = np.abs(b) <= cv.BIAS_MANT_MAX
+    halvable = (b % 2 == 0) & (np.abs(b // 2) <= cv.BIAS_MANT_MAX)
+    if not np.all(small | halvable):
+        bad = b[~(small | halvable)].ravel()[0]
+        raise QuantizationError(f"node {name!r}: field 'bias' value {int(bad)} does not fit Lava's 13-bit "
+                                f"bias_mant with bias_exp <= 7 (|bias| <= {cv.BIAS_MANT_MAX}, or even and "
+                                f"<= {2 * cv.BIAS_MANT_MAX})")
+    mant = np.where(small, b, b // 2).astype(np.int32)
+    exp = np.where(small, 6, 7).astype(np.int32)
+    return mant, exp
+
+
+def _int_meta(node: Any, key: str, default: int, lo: int, hi: int, name: str) -> int:
+    v = cv.meta(node, key, default)
+    if not isinstance(v, (int, np.integer, float)) or float(v) != int(v) or not lo <= int(v) <= hi:
+        raise QuantizationError(f"node {name!r}: field {key!r} must be an integer in [{lo}, {hi}], got {v!r}")
+    return int(v)
+
+
+def _split_ops(graph: Graph, conn: Connection) -> tuple[str | None, str | None]:
+    """(flatten node, synapse node) of a connection: [Flatten] -> at most one synapse node."""
+    ops = list(conn.ops)
+    flat = None
+    if ops and isinstance(graph.nodes[ops[0]], nir.Flatten):
+        flat = ops.pop(0)
+    if len(ops) > 1 or any(isinstance(graph.nodes[o], nir.Flatten) for o in ops):
+        raise UnsupportedLayerError(f"connection {conn.src!r} -> {conn.dst!r}: chain {conn.ops} is not one "
+                                    "Lava synapse; the Lava backend takes [Flatten ->] one of Affine, Linear, "
+                                    "Conv2d, SumPool2d between neuron layers")
+    syn = ops[0] if ops else None
+    if syn is not None and not isinstance(graph.nodes[syn], (nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d)):
+        kind = type(graph.nodes[syn]).__name__
+        raise UnsupportedLayerError(f"node {syn!r}: {kind} has no Lava synapse (the integer graph must hold "
+                                    "Affine, Linear, Conv2d or SumPool2d only)")
+    return flat, syn
+
+
+def _dense_mantissa(node: Any, name: str) -> tuple[np.ndarray, int, int]:
+    """Lava Dense weights (int mantissas), weight_exp and num_weight_bits of an integer Affine/Linear.
+
+    Checks that the mantissas survive Lava's clip to 8 bits and truncation to num_weight_bits unchanged."""
+    from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+
+    w = np.asarray(node.weight, dtype=np.float64)
+    wexp = _int_meta(node, cv.WEIGHT_EXP, 0, -8, 7, name)
+    bits = _int_meta(node, cv.WEIGHT_BITS, 8, 1, 8, name)
+    mant = w / 2.0 ** wexp
+    if not np.all(mant == np.round(mant)):
+        raise QuantizationError(f"node {name!r}: field 'weight' is not an integer mantissa times "
+                                f"2**snnc.weight_exp ({wexp})")
+    mant = mant.astype(np.int32)
+    mode = determine_sign_mode(mant)
+    lava_w = truncate_weights(clip_weights(mant, mode, num_bits=8), mode, bits)
+    if not np.array_equal(lava_w, mant):
+        i = np.argwhere(lava_w != mant)[0]
+        raise QuantizationError(
+            f"node {name!r}: field 'weight' mantissa {int(mant[tuple(i)])} at {tuple(int(k) for k in i)} becomes "
+            f"{int(lava_w[tuple(i)])} in Lava's Dense ({mode.name.lower()} sign mode, {bits} weight bits); "
+            f"mantissas must be multiples of 2**(9 - weight_bits) within 8 bits")
+    return mant, wexp, bits
+
+
+def _conv_spec(graph: Graph, name: str, in_shape: tuple) -> tuple[np.ndarray, dict]:
+    """NIR-order integer weight (out, in/g, kh, kw) and params of a Conv2d or SumPool2d node."""
+    node = graph.nodes[name]
+    if isinstance(node, nir.Conv2d):
+        p = conv2d_params(node, name)
+        w = np.asarray(node.weight, dtype=np.float64)
+        if not np.all(w == np.round(w)):
+            raise QuantizationError(f"node {name!r}: field 'weight' must hold integers in an integer graph "
+                                    "(Lava's Conv has no weight exponent)")
+        return w.astype(np.int64), p
+    pp = pool_params(node, name)
+    c = int(in_shape[0])
+    w = np.ones((c, 1) + tuple(pp["kernel_size"]), dtype=np.int64)
+    return w, dict(stride=pp["stride"], padding=pp["padding"], dilation=(1, 1), groups=c)
+
+
+def emit(graph: Graph, record_steps: int = 0) -> LavaNetwork:
+    """Build (uncompiled) Lava processes for the integer ``graph`` and connect their ports.
+
+    record_steps > 0 adds a sink RingBuffer of that many steps on every spiking layer's s_out.
+    Raises GraphError / QuantizationError / UnsupportedLayerError naming the node, BackendError without lava."""
+    import_lava()
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.lif.process import LIF
+
+    from snnc.backends.lava.processes import SubtractLIF
+
+    if cv.graph_kind(graph) != cv.INTEGER:
+        raise GraphError("the Lava backend runs integer graphs (graph metadata 'snnc.kind' == 'integer'); "
+                         "run the quantize pass first")
+    plan = build_plan(graph)
+    inp_node = graph.nodes[plan.input]
+    in_shape = plan.shapes[plan.input]
+    in_lshape = lava_shape(in_shape, plan.input)
+    in_bits = _int_meta(inp_node, cv.INPUT_BITS, 8, 1, 24, plan.input)
+    in_signed = bool(cv.meta(inp_node, cv.INPUT_SIGNED, True))
+    in_max = 2 ** (in_bits - 1) if in_signed else 2 ** in_bits - 1
+    source = Source(data=np.zeros(in_lshape + (1,), dtype=np.int32))
+    warnings: list[str] = []
+
+    # synapses (biases collected per target neuron, NIR order)
+    biases = {n: np.zeros(plan.shapes[n]) for n in plan.neurons}
+    synapses: dict[str, Synapse] = {}
+    for conn in plan.connections:
+        flat, syn = _split_ops(graph, conn)
+        src_shape = plan.shapes[conn.src]
+        dst_shape = plan.shapes[conn.dst]
+        graded = conn.src == plan.input
+        msg_bits = in_bits if graded else 0
+        x_max = in_max if graded else 1
+        node = graph.nodes[syn] if syn is not None else None
+        key = syn if syn is not None else f"{conn.src}->{conn.dst}"
+        if node is None or isinstance(node, (nir.Affine, nir.Linear)):
+            if len(dst_shape) != 1:
+                raise UnsupportedLayerError(f"connection {key!r}: a dense connection must feed a vector layer, "
+                                            f"{conn.dst!r} has shape {dst_shape}")
+            if node is None:
+                if tuple(src_shape) != tuple(dst_shape) and flat is None:
+                    raise GraphError(f"connection {key!r}: identity between shapes {src_shape} and {dst_shape}")
+                mant, wexp, bits = np.eye(int(np.prod(dst_shape)), dtype=np.int32), 0, 8
+            else:
+                mant, wexp, bits = _dense_mantissa(node, syn)
+                b = np.asarray(getattr(node, "bias", 0.0), dtype=np.float64) * np.ones(mant.shape[0])
+                biases[conn.dst] = biases[conn.dst] + b
+            if len(src_shape) == 3:
+                if flat is None:
+                    raise GraphError(f"node {key!r}: a dense synapse over a (C, H, W) source needs a Flatten")
+                mant = np.ascontiguousarray(mant[:, flat_permutation(src_shape)])
+            proc = Dense(weights=mant, weight_exp=wexp, num_weight_bits=bits, num_message_bits=msg_bits,
+                         name=key)
+            synapses[key] = Synapse(key, proc, "dense", conn)
+        else:
+            if flat is not None or len(src_shape) != 3:
+                raise UnsupportedLayerError(f"node {syn!r}: {type(node).__name__} needs a (C, H, W) source "
+                                            f"without Flatten, gets {src_shape}")
+            w, p = _conv_spec(graph, syn, src_shape)
+            if isinstance(node, nir.Conv2d):
+                b = np.asarray(node.bias, dtype=np.float64) * np.ones(w.shape[0])
+                biases[conn.dst] = biases[conn.dst] + np.broadcast_to(b[:, None, None], dst_shape)
+            groups = int(p["groups"])
+            if groups > LAVA_INT8_MAX:
+                w, groups = ungroup_conv_weight(w, groups), 1
+            for f in ("stride", "padding", "dilation"):
+                if max(p[f]) > LAVA_INT8_MAX:
+                    raise UnsupportedLayerError(f"node {syn!r}: field {f!r} {p[f]} exceeds Lava's int8 field")
+            bound = int(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) * x_max
+            if bound >= FLOAT32_EXACT:
+                warnings.append(f"node {syn!r}: Lava's Conv accumulates in float32 and partial sums may reach "
+                                f"{bound} >= 2**24, where float32 is no longer exact")
+            proc = Conv(weight=conv_weight_to_lava(w).astype(np.int32), input_shape=lava_shape(src_shape, syn),
+                        padding=tuple(p["padding"][::-1]), stride=tuple(p["stride"][::-1]),
+                        dilation=tuple(p["dilation"][::-1]), groups=groups, num_message_bits=msg_bits,
+                        name=key)
+            if tuple(proc.output_shape) != lava_shape(dst_shape, conn.dst):
+                raise GraphError(f"node {syn!r}: Lava's Conv output shape {tuple(proc.output_shape)} (W, H, C) "
+                                 f"does not match {conn.dst!r} shape {dst_shape} (C, H, W)")
+            synapses[key] = Synapse(key, proc, "conv", conn)
+
+    # neurons
+    neurons: dict[str, NeuronLayer] = {}
+    for n in plan.neurons:
+        node = graph.nodes[n]
+        shape = tuple(plan.shapes[n])
+        lshape = lava_shape(shape, n)
+        readout = isinstance(node, nir.I) or bool(cv.meta(node, cv.READOUT, False))
+        if not isinstance(node, (nir.IF, nir.I)):
+            raise UnsupportedLayerError(f"node {n!r}: the Lava backend runs IF and I neurons, not "
+                                        f"{type(node).__name__}")
+        if not np.all(np.asarray(node.r) == 1):
+            raise QuantizationError(f"node {n!r}: field 'r' must be 1 in an integer graph")
+        reset = cv.reset_mode(node)
+        if reset not in ("subtract", "zero"):
+            raise GraphError(f"node {n!r}: field 'snnc.reset' must be 'subtract' or 'zero', got {reset!r}")
+        du = _int_meta(node, cv.DU, 4095, 0, 4095, n)
+        dv = _int_meta(node, cv.DV, 0, 0, 4095, n)
+        mant, bexp = bias_to_lava(biases[n], n)
+        v0 = np.round(cv.v_init(node, shape) * 64)
+        if np.any(np.abs(v0) > cv.V_MAX):
+            raise QuantizationError(f"node {n!r}: field 'snnc.v_init' * 64 exceeds the 24-bit potential")
+        v0 = to_lava(v0.astype(np.int32), len(shape))
+        mant, bexp = to_lava(mant, len(shape)), to_lava(bexp, len(shape))
+        common = dict(shape=lshape, u=0, v=v0, du=du, dv=dv, bias_mant=mant, bias_exp=bexp, name=n)
+        if readout:
+            proc = SubtractLIF(vth=0, spiking=0, **common)
+        else:
+            vth = np.broadcast_to(np.asarray(node.v_threshold, dtype=np.float64), shape)
+            if np.any(vth != np.round(vth)) or np.any(vth < 0) or np.any(vth > cv.VTH_MAX):
+                raise QuantizationError(f"node {n!r}: field 'v_threshold' must hold integers in "
+                                        f"[0, {cv.VTH_MAX}] in an integer graph")
+            vth = vth.astype(np.int32)
+            if reset == "zero":
+                if np.any(vth != vth.flat[0]):
+                    raise BackendError(f"node {n!r}: Lava's LIF (reset to zero) has one 'v_threshold' per "
+                                       "layer; this layer has several (use reset 'subtract' or one threshold)")
+                proc = LIF(vth=int(vth.flat[0]), **common)
+            else:
+                proc = SubtractLIF(vth=to_lava(vth, len(shape)), spiking=1, **common)
+        neurons[n] = NeuronLayer(n, proc, shape, lshape, v0, not readout, reset)
+
+    # ports
+    for s in synapses.values():
+        c = s.conn
+        out = source.s_out if c.src == plan.input else neurons[c.src].process.s_out
+        if s.kind == "dense" and len(plan.shapes[c.src]) != 1:
+            out = out.flatten()
+        out.connect(s.process.s_in)
+        s.process.a_out.connect(neurons[c.dst].process.a_in)
+    sinks: dict[str, Any] = {}
+    if record_steps > 0:
+        for n, L in neurons.items():
+            if L.spiking:
+                sinks[n] = Sink(shape=L.lava_shape, buffer=int(record_steps))
+                L.process.s_out.connect(sinks[n].a_in)
+    return LavaNetwork(graph, plan, source, neurons, synapses, sinks, int(record_steps), in_lshape, warnings)

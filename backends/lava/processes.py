@@ -1,0 +1,79 @@
+"""snnc's Lava neuron process: Lava's fixed-point LIF with reset by subtraction, or a non-spiking integrator.
+
+``SubtractLIF`` is what a Loihi 2 microcode neuron for a converted (rate-coded) network computes. Its process
+model subclasses Lava's own ``AbstractPyLifModelFixed`` so the arithmetic is Lava's, line for line:
+
+  u = wrap24(dec(u, du + 1) + (a_in << 6))           u: 24-bit signed, wraps once into (-2**23, 2**23]
+  v = clip(dec(v, dv) + u + (bias_mant << bias_exp), +-(2**23 - 1))     v: 24-bit signed, saturates
+  s = v > vth << 6                                     vth: 17-bit unsigned, per neuron
+  v -= vth << 6 where s                                (Lava's LIF sets v = 0 instead)
+
+With ``spiking=0`` the neuron never spikes: it only integrates (the readout layer of a network).
+
+This module imports lava at import time; import it only where lava is needed (``snnc.backends.lava`` does so
+lazily). Imports are absolute because Lava's model discovery re-executes the modules of this directory.
+"""
+from __future__ import annotations
+
+import typing as ty
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.ports import PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.lif.models import AbstractPyLifModelFixed
+from lava.proc.lif.process import AbstractLIF
+
+
+class SubtractLIF(AbstractLIF):
+    """LIF neurons with reset by subtraction (``spiking=1``) or a non-spiking integrator (``spiking=0``).
+
+    Parameters are Lava's LIF parameters in Lava's fixed-point units: ``u``, ``v`` (24-bit), ``du``, ``dv``
+    (12-bit), ``bias_mant`` (13-bit signed), ``bias_exp`` (3-bit), and ``vth`` (17-bit unsigned, one per
+    neuron or a scalar)."""
+
+    def __init__(self, *, shape: ty.Tuple[int, ...],
+                 u: ty.Union[int, np.ndarray] = 0, v: ty.Union[int, np.ndarray] = 0,
+                 du: int = 4095, dv: int = 0,
+                 bias_mant: ty.Union[int, np.ndarray] = 0, bias_exp: ty.Union[int, np.ndarray] = 0,
+                 vth: ty.Union[int, np.ndarray] = 10, spiking: int = 1,
+                 name: ty.Optional[str] = None, **kwargs: ty.Any) -> None:
+        super().__init__(shape=shape, u=u, v=v, du=du, dv=dv, bias_mant=bias_mant, bias_exp=bias_exp,
+                         name=name, log_config=None, spiking=int(spiking), **kwargs)
+        self.vth = Var(shape=shape, init=vth)
+
+
+@implements(proc=SubtractLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PySubtractLIFModelFixed(AbstractPyLifModelFixed):
+    """Bit-accurate fixed-point model of ``SubtractLIF``: Lava's ``PyLifModelBitAcc`` with a subtractive reset."""
+
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
+
+    def __init__(self, proc_params: ty.Any) -> None:
+        super().__init__(proc_params)
+        self.spiking = bool(self.proc_params.get("spiking", 1))
+        self.effective_vth = 0
+
+    def scale_threshold(self) -> None:
+        """vth << 6, MSB-aligned with v as Lava's LIF does (read once, on the first step)."""
+        self.effective_vth = np.left_shift(self.vth.astype(np.int32), self.vth_shift)
+        self.isthrscaled = True
+
+    def spiking_activation(self) -> np.ndarray:
+        """Spike where v > vth << 6; the non-spiking readout never spikes."""
+        if not self.spiking:
+            return np.zeros(self.v.shape, dtype=bool)
+        return self.v > self.effective_vth
+
+    def reset_voltage(self, spike_vector: np.ndarray) -> None:
+        """Reset by subtraction: v -= vth << 6 where the neuron spiked (v stays within 24 bits)."""
+        self.v[spike_vector] -= np.broadcast_to(self.effective_vth, self.v.shape)[spike_vector]
+
+
+MODELS = {SubtractLIF: PySubtractLIFModelFixed}

@@ -1,0 +1,343 @@
+"""torch.fx frontend: a trained ``torch.nn.Module`` -> float NIR graph of IF neurons (ANN-to-SNN conversion).
+
+Lowering: Conv2d -> nir.Conv2d; Linear -> nir.Affine; BatchNorm -> per-channel affine (depthwise 1x1 Conv2d or
+diagonal Affine, tagged ``snnc.from_bn``); ReLU -> nir.IF (threshold theta from calibration) followed by
+nir.Scale(theta) (a spike stands for an activation of theta); AvgPool2d -> nir.SumPool2d + nir.Scale(1/k^2);
+Flatten -> nir.Flatten; Dropout/Identity -> dropped. The network output feeds a non-spiking integrator
+(nir.I, ``snnc.readout``) whose potential is the output. ``add``/``cat`` and other rules can be registered in
+``MODULE_RULES`` / ``FUNCTION_RULES``.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import nir
+import numpy as np
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from snnc.ir import conventions as cv
+from snnc.ir.errors import DataError, UnsupportedLayerError
+
+
+@dataclass
+class ConvertOptions:
+    """How thresholds are chosen and neurons initialised.
+
+    method: "max" or "percentile" (of the ReLU activations on calibration data), or any registered method
+    percentile: used by "percentile" (99.99 = the 99.99th percentile)
+    v_init: initial potential as a fraction of the threshold (0 = Lava's default; 0.5 = Bu et al. 2022)
+    reset: "subtract" (default for converted nets) or "zero"
+    """
+
+    method: str = "percentile"
+    percentile: float = 99.99
+    v_init: float = 0.0
+    reset: str = "subtract"
+    calib_batch: int = 512
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Lowering:
+    """State while lowering: the NIR nodes and edges being built, activation statistics, shapes."""
+
+    nodes: dict[str, Any]
+    edges: list[tuple[str, str]]
+    shapes: dict[str, tuple]  # fx node name -> output shape (no batch)
+    acts: dict[str, np.ndarray]  # fx node name -> calibration activations (ReLU-like nodes)
+    opts: ConvertOptions
+    value: dict[str, str] = field(default_factory=dict)  # fx node name -> NIR node producing its value
+    gm: Any = None
+
+    def add(self, name: str, node: Any, inputs: list[str]) -> str:
+        self.nodes[name] = node
+        for i in inputs:
+            self.edges.append((i, name))
+        return name
+
+
+def _src(low: Lowering, n: torch.fx.Node, arg: Any) -> str:
+    if not isinstance(arg, torch.fx.Node):
+        raise UnsupportedLayerError(f"layer {n.name!r} ({n.target}): non-tensor argument {arg!r} is not supported")
+    return low.value[arg.name]
+
+
+def threshold_from(low: Lowering, name: str) -> float:
+    """Threshold balancing: max or percentile of the layer's calibration activations."""
+    a = low.acts[name]
+    if low.opts.method == "max":
+        th = float(a.max()) if a.size else 0.0
+    elif low.opts.method == "percentile":
+        th = float(np.percentile(a, low.opts.percentile)) if a.size else 0.0
+    else:
+        raise UnsupportedLayerError(f"threshold method {low.opts.method!r} is not known "
+                                    "(max, percentile, or qcfs for ClipFloor models)")
+    if not np.isfinite(th) or th <= 0:
+        th = float(a.max()) if a.size and a.max() > 0 else 1.0
+    return th
+
+
+def emit_if(low: Lowering, name: str, src: str, theta: float, method: str) -> str:
+    """IF neuron with threshold theta (subtractive reset, v_init = fraction*theta) and its Scale(theta) output."""
+    shape = low.shapes[name]
+    node = nir.IF(r=np.ones(shape), v_threshold=np.full(shape, theta))
+    node.metadata = {cv.RESET: low.opts.reset, cv.V_INIT: float(low.opts.v_init * theta),
+                     cv.THRESHOLD_METHOD: method, cv.SOURCE: name}
+    low.add(name, node, [src])
+    out = low.add(f"{name}.out", nir.Scale(scale=np.array(theta, dtype=np.float64)), [name])
+    return out
+
+
+def _relu(low: Lowering, n: torch.fx.Node, mod: Any) -> str:
+    return emit_if(low, n.name, _src(low, n, n.args[0]), threshold_from(low, n.name), low.opts.method)
+
+
+def _conv2d(low: Lowering, n: torch.fx.Node, m: nn.Conv2d) -> str:
+    if m.padding_mode != "zeros":
+        raise UnsupportedLayerError(f"layer {n.name!r} (Conv2d): padding_mode={m.padding_mode!r}; only 'zeros'")
+    in_shape = low.shapes[n.args[0].name]
+    w = m.weight.detach().double().numpy()
+    b = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(w.shape[0])
+    pad = m.padding if isinstance(m.padding, str) else tuple(m.padding)
+    node = nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=w, stride=tuple(m.stride), padding=pad,
+                      dilation=tuple(m.dilation), groups=m.groups, bias=b)
+    node.metadata = {cv.SOURCE: n.name}
+    return low.add(n.name, node, [_src(low, n, n.args[0])])
+
+
+def _linear(low: Lowering, n: torch.fx.Node, m: nn.Linear) -> str:
+    w = m.weight.detach().double().numpy()
+    b = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(w.shape[0])
+    node = nir.Affine(weight=w, bias=b)
+    node.metadata = {cv.SOURCE: n.name}
+    return low.add(n.name, node, [_src(low, n, n.args[0])])
+
+
+def _batchnorm(low: Lowering, n: torch.fx.Node, m: nn.modules.batchnorm._BatchNorm) -> str:
+    if m.running_mean is None:
+        raise UnsupportedLayerError(f"layer {n.name!r} ({type(m).__name__}): track_running_stats=False is not "
+                                    "supported (no fixed statistics to convert)")
+    var = m.running_var.detach().double().numpy()
+    mean = m.running_mean.detach().double().numpy()
+    g = m.weight.detach().double().numpy() if m.weight is not None else np.ones_like(mean)
+    beta = m.bias.detach().double().numpy() if m.bias is not None else np.zeros_like(mean)
+    scale = g / np.sqrt(var + m.eps)
+    shift = beta - mean * scale
+    in_shape = low.shapes[n.args[0].name]
+    if len(in_shape) == 3:
+        node = nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=scale[:, None, None, None], stride=1, padding=0,
+                          dilation=1, groups=len(scale), bias=shift)
+    elif len(in_shape) == 1:
+        node = nir.Affine(weight=np.diag(scale), bias=shift)
+    else:
+        raise UnsupportedLayerError(f"layer {n.name!r} (BatchNorm): input shape {in_shape} is not supported")
+    node.metadata = {cv.FROM_BN: True, cv.SOURCE: n.name}
+    return low.add(n.name, node, [_src(low, n, n.args[0])])
+
+
+def pool_sum_scale(low: Lowering, n: torch.fx.Node, k: tuple, s: tuple, p: tuple, src: str) -> str:
+    """Average pooling as SumPool2d followed by Scale(1/(kh*kw))."""
+    low.add(n.name, nir.SumPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(p)), [src])
+    return low.add(f"{n.name}.avg", nir.Scale(scale=np.array(1.0 / (k[0] * k[1]))), [n.name])
+
+
+def _pair(v: Any) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _avgpool(low: Lowering, n: torch.fx.Node, m: nn.AvgPool2d) -> str:
+    k = _pair(m.kernel_size)
+    s = _pair(m.stride if m.stride is not None else m.kernel_size)
+    p = _pair(m.padding)
+    if m.ceil_mode or (any(p) and not m.count_include_pad) or m.divisor_override:
+        raise UnsupportedLayerError(f"layer {n.name!r} (AvgPool2d): ceil_mode/count_include_pad=False/"
+                                    "divisor_override are not supported")
+    return pool_sum_scale(low, n, k, s, p, _src(low, n, n.args[0]))
+
+
+def _adaptive_avgpool(low: Lowering, n: torch.fx.Node, m: nn.AdaptiveAvgPool2d) -> str:
+    c, h, w = low.shapes[n.args[0].name]
+    oh, ow = _pair(m.output_size)
+    oh, ow = oh or h, ow or w
+    if h % oh or w % ow:
+        raise UnsupportedLayerError(f"layer {n.name!r} (AdaptiveAvgPool2d): input {h}x{w} not divisible by "
+                                    f"output {oh}x{ow}")
+    k = (h // oh, w // ow)
+    return pool_sum_scale(low, n, k, k, (0, 0), _src(low, n, n.args[0]))
+
+
+def flatten_node(low: Lowering, n: torch.fx.Node, start: int, end: int) -> str:
+    in_shape = low.shapes[n.args[0].name]
+    nd = len(in_shape) + 1
+    start = start + nd if start < 0 else start
+    end = end + nd if end < 0 else end
+    if start < 1:
+        raise UnsupportedLayerError(f"layer {n.name!r} (flatten): flattening the batch dimension is not supported")
+    node = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=start - 1, end_dim=end - 1)
+    return low.add(n.name, node, [_src(low, n, n.args[0])])
+
+
+def _flatten(low: Lowering, n: torch.fx.Node, m: nn.Flatten) -> str:
+    return flatten_node(low, n, m.start_dim, m.end_dim)
+
+
+def _identity(low: Lowering, n: torch.fx.Node, m: Any) -> str:
+    return _src(low, n, n.args[0])
+
+
+MODULE_RULES: dict[type, Callable] = {
+    nn.Conv2d: _conv2d, nn.Linear: _linear, nn.BatchNorm2d: _batchnorm, nn.BatchNorm1d: _batchnorm,
+    nn.ReLU: _relu, nn.AvgPool2d: _avgpool, nn.AdaptiveAvgPool2d: _adaptive_avgpool, nn.Flatten: _flatten,
+    nn.Dropout: _identity, nn.Dropout2d: _identity, nn.Identity: _identity,
+}
+
+
+def _fn_flatten(low: Lowering, n: torch.fx.Node) -> str:
+    start = n.args[1] if len(n.args) > 1 else n.kwargs.get("start_dim", 0)
+    end = n.args[2] if len(n.args) > 2 else n.kwargs.get("end_dim", -1)
+    return flatten_node(low, n, start, end)
+
+
+def _fn_relu(low: Lowering, n: torch.fx.Node) -> str:
+    return _relu(low, n, None)
+
+
+def _fn_avgpool(low: Lowering, n: torch.fx.Node) -> str:
+    k = _pair(n.args[1] if len(n.args) > 1 else n.kwargs["kernel_size"])
+    s = n.args[2] if len(n.args) > 2 else n.kwargs.get("stride")
+    s = _pair(s) if s else k
+    p = _pair(n.args[3] if len(n.args) > 3 else n.kwargs.get("padding", 0))
+    return pool_sum_scale(low, n, k, s, p, _src(low, n, n.args[0]))
+
+
+def _fn_dropout(low: Lowering, n: torch.fx.Node) -> str:
+    return _src(low, n, n.args[0])
+
+
+FUNCTION_RULES: dict[Any, Callable] = {
+    torch.flatten: _fn_flatten, F.relu: _fn_relu, torch.relu: _fn_relu, F.avg_pool2d: _fn_avgpool,
+    F.dropout: _fn_dropout,
+}
+METHOD_RULES: dict[str, Callable] = {"flatten": _fn_flatten, "relu": _fn_relu}
+# module types whose outputs are recorded during calibration (threshold balancing reads them)
+ACTIVATION_MODULES: tuple = (nn.ReLU,)
+ACTIVATION_FUNCTIONS: tuple = (F.relu, torch.relu)
+
+
+def trace(model: nn.Module) -> torch.fx.GraphModule:
+    """Symbolically trace ``model``; failures name the construct fx could not trace."""
+    try:
+        return torch.fx.symbolic_trace(model)
+    except Exception as e:  # fx raises TraceError, TypeError, ... for data-dependent control flow
+        raise UnsupportedLayerError(f"torch.fx could not trace {type(model).__name__}: {type(e).__name__}: {e} "
+                                    "(snnc needs a statically traceable forward)") from None
+
+
+def _is_activation(gm: torch.fx.GraphModule, n: torch.fx.Node) -> bool:
+    if n.op == "call_module":
+        return isinstance(gm.get_submodule(n.target), ACTIVATION_MODULES)
+    if n.op == "call_function":
+        return n.target in ACTIVATION_FUNCTIONS
+    return n.op == "call_method" and n.target == "relu"
+
+
+def calibrate(gm: torch.fx.GraphModule, x: np.ndarray, batch: int = 512) -> tuple[dict, dict]:
+    """Run the ANN on calibration data; returns (shapes per fx node, activations of ReLU-like nodes)."""
+    shapes: dict[str, tuple] = {}
+    acts: dict[str, list] = {}
+
+    class Rec(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if isinstance(out, torch.Tensor):
+                shapes[n.name] = tuple(out.shape[1:])
+                if _is_activation(gm, n):
+                    acts.setdefault(n.name, []).append(out.detach().float().numpy().ravel())
+            return out
+
+    gm.eval()
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    with torch.no_grad():
+        for i in range(0, len(xt), batch):
+            try:
+                Rec(gm).run(xt[i:i + batch])
+            except Exception as e:
+                raise DataError(f"the model failed on calibration data of shape {tuple(xt.shape)}: "
+                                f"{type(e).__name__}: {e}") from None
+    return shapes, {k: np.concatenate(v) for k, v in acts.items()}
+
+
+def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None = None, **kw: Any) -> nir.NIRGraph:
+    """Convert a trained torch model to a float NIR graph of IF neurons, thresholds balanced on ``calib``.
+
+    calib: float array (N, C, H, W) or (N, features), normalised as the model expects.
+    Keyword arguments override ``ConvertOptions`` fields (method=, percentile=, v_init=, reset=)."""
+    opts = options or ConvertOptions()
+    for k, v in kw.items():
+        if not hasattr(opts, k):
+            raise TypeError(f"convert() got an unknown option {k!r}")
+        setattr(opts, k, v)
+    calib = np.asarray(calib, dtype=np.float32)
+    if calib.ndim < 2:
+        raise DataError(f"calibration data must be (N, ...) with a batch dimension, got shape {calib.shape}")
+    model = model.eval()
+    gm = trace(model)
+    shapes, acts = calibrate(gm, calib, opts.calib_batch)
+    low = Lowering(nodes={}, edges=[], shapes=shapes, acts=acts, opts=opts, gm=gm)
+    out_src = None
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            if low.value:
+                raise UnsupportedLayerError(f"input {n.name!r}: models with more than one input are not supported")
+            low.nodes["input"] = nir.Input(input_type={"input": np.array(calib.shape[1:])})
+            low.value[n.name] = "input"
+        elif n.op == "get_attr":
+            raise UnsupportedLayerError(f"layer {n.name!r}: direct use of parameter {n.target!r} in forward is "
+                                        "not supported")
+        elif n.op == "call_module":
+            m = gm.get_submodule(n.target)
+            rule = MODULE_RULES.get(type(m))
+            if rule is None:
+                rule = next((r for t, r in MODULE_RULES.items() if isinstance(m, t)), None)
+            if rule is None:
+                raise UnsupportedLayerError(f"layer {n.target!r} ({type(m).__name__}) at position {n.name!r} is not "
+                                            f"supported; supported modules: "
+                                            f"{', '.join(sorted(t.__name__ for t in MODULE_RULES))}")
+            low.value[n.name] = rule(low, n, m)
+        elif n.op == "call_function":
+            rule = FUNCTION_RULES.get(n.target)
+            if rule is None:
+                fname = getattr(n.target, "__name__", str(n.target))
+                raise UnsupportedLayerError(f"function {fname!r} at position {n.name!r} is not supported")
+            low.value[n.name] = rule(low, n)
+        elif n.op == "call_method":
+            rule = METHOD_RULES.get(n.target)
+            if rule is None:
+                raise UnsupportedLayerError(f"tensor method .{n.target}() at position {n.name!r} is not supported")
+            low.value[n.name] = rule(low, n)
+        elif n.op == "output":
+            arg = n.args[0]
+            if not isinstance(arg, torch.fx.Node):
+                raise UnsupportedLayerError("models must return a single tensor")
+            out_src = low.value[arg.name]
+            out_shape = shapes[arg.name]
+    if out_src is None:
+        raise UnsupportedLayerError("model has no output")
+    if out_src == "input" or isinstance(low.nodes[out_src], nir.IF):
+        raise UnsupportedLayerError("the model's last layer must be a weighted layer (Linear/Conv), "
+                                    "read out as a membrane potential")
+    ro = nir.I(r=np.ones(out_shape))
+    ro.metadata = {cv.READOUT: True}
+    low.add("readout", ro, [out_src])
+    low.add("output", nir.Output(output_type={"output": np.array(out_shape)}), ["readout"])
+    graph = nir.NIRGraph(nodes=low.nodes, edges=low.edges, metadata={cv.KIND: cv.FLOAT,
+                                                                    cv.VERSION: cv.CONVENTION_VERSION})
+    from snnc.ir.graph import validate
+
+    validate(graph)
+    return graph

@@ -1,0 +1,223 @@
+"""Pass: float graph -> integer graph for Loihi/Lava fixed point (8-bit mantissa weights + exponent per layer).
+
+Per neuron layer n with float threshold theta, a common scale lam (a_in units per float unit) is chosen as the
+largest value for which (checked per layer, recorded in the report):
+  vth = round(theta * lam) <= 2**17 - 1                       (Lava vth: 17 bits)
+  worst-case |a_in| = lam * max_i sum_j |W'_ij| * in_max < 2**17  (u = a_in << 6 never wraps, any input)
+  observed max v * lam * 64 <= 0.9 * (2**23 - 1)      (v never saturates upward on calibration data; the
+      readout: |v|. Spiking layers may saturate downward for neurons driven negative for long: counted by the
+      simulator as events, identical in Lava)
+  |bias| * lam <= 8190                                         (bias_mant 13 bits, bias_exp <= 7)
+Each synapse then gets weight_exp e and mantissas m, |m| <= 2**(bits-1) - 1, with
+  W_eff = m * 2**(9 - bits + e)  (Lava Dense holds m * 2**(9 - bits), valid unchanged in every sign mode)
+Conv synapses keep e >= bits - 9 (Lava's Conv has no exponent: its weights are W_eff, integers).
+Input: graded 8-bit spikes x_int = clip(round(x / s_x)), s_x = max|x_calib| / 127 (255 when x >= 0).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import nir
+import numpy as np
+
+from snnc.backends.cpu.plan import build_plan
+from snnc.ir import conventions as cv
+from snnc.ir.errors import GraphError, QuantizationError
+from snnc.ir.graph import Graph, copy_graph, validate
+
+E_MIN, E_MAX = -8, 7  # weight_exp range used by snnc (Loihi: signed 4-bit-ish exponent)
+
+
+@dataclass
+class LayerQuant:
+    """Quantization record of one neuron layer and its incoming synapses."""
+
+    name: str
+    scale: float  # lam: a_in units per float unit
+    vth: int | None
+    limit: str  # which constraint set lam
+    synapses: dict[str, dict] = field(default_factory=dict)  # synapse -> {weight_exp, bits, max_rel_error}
+    worst_a: int = 0
+    observed_v: float = 0.0  # in a_in units (x lam)
+
+    def max_rel_error(self) -> float:
+        return max((s["max_rel_error"] for s in self.synapses.values()), default=0.0)
+
+
+@dataclass
+class QuantReport:
+    input_scale: float
+    input_signed: bool
+    layers: list[LayerQuant]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _synapse_of(graph: Graph, ops: list[str]) -> str:
+    ws = [o for o in ops if not isinstance(graph.nodes[o], nir.Flatten)]
+    if len(ws) != 1 or not isinstance(graph.nodes[ws[0]], (nir.Affine, nir.Linear, nir.Conv2d)):
+        raise GraphError(f"connection through {ops}: quantize needs exactly one Affine/Linear/Conv2d per "
+                         "connection (run fuse_synapses first)")
+    return ws[0]
+
+
+def _row_abs_sum(node, w: np.ndarray) -> np.ndarray:
+    """Per output neuron, max(sum of positive, sum of negative) weights: the worst |a| for 0/1 inputs."""
+    if isinstance(node, nir.Conv2d):
+        pos = np.clip(w, 0, None).reshape(w.shape[0], -1).sum(1)
+        neg = np.clip(-w, 0, None).reshape(w.shape[0], -1).sum(1)
+    else:
+        pos, neg = np.clip(w, 0, None).sum(1), np.clip(-w, 0, None).sum(1)
+    return np.maximum(pos, neg)
+
+
+def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, calib: np.ndarray | None = None,
+                         calib_steps: int = 64, calib_samples: int = 256, input_bits: int = 8,
+                         v_margin: float = 0.9) -> tuple[Graph, QuantReport]:
+    """Quantize a fused float graph; returns the integer graph and a per-layer report.
+
+    weight_bits: 1..8 for every synapse, or {synapse name: bits}
+    calib: float inputs (N, ...) used for the input scale and the observed potential ranges
+    calib_steps: steps of the float simulation that measures observed |v| (use the largest T you will run)."""
+    if cv.graph_kind(graph) == cv.INTEGER:
+        raise QuantizationError("graph is already an integer graph")
+    plan = build_plan(graph)
+    g = copy_graph(graph)
+    for c in plan.connections:
+        _synapse_of(g, c.ops)
+    if calib is not None:
+        calib = np.asarray(calib, dtype=np.float64)
+        xmax, signed = float(np.abs(calib).max()), bool(calib.min() < 0)
+    else:
+        xmax = float(cv.meta(graph, "snnc.input_max", 1.0))
+        signed = bool(cv.meta(graph, cv.INPUT_SIGNED, True))
+    if not np.isfinite(xmax) or xmax <= 0:
+        xmax = 1.0
+    in_levels = 2 ** (input_bits - 1) - 1 if signed else 2 ** input_bits - 1
+    s_x = xmax / in_levels
+    observed = None
+    if calib is not None:
+        from snnc.backends.cpu.simulator import simulate
+
+        observed = simulate(graph, calib[:calib_samples], steps=calib_steps, track_ranges=True).ranges
+    layers = []
+    for n in plan.neurons:
+        node = g.nodes[n]
+        readout = isinstance(node, nir.I) or bool(cv.meta(node, cv.READOUT, False))
+        if isinstance(node, nir.IF):
+            th = np.asarray(node.v_threshold, dtype=np.float64)
+            if th.size and np.ptp(th) > 0:
+                pass  # per-neuron thresholds are fine: one scale per layer
+            theta = float(th.max())
+            if not np.isfinite(theta) or theta <= 0:
+                raise QuantizationError(f"layer {n!r}: field 'v_threshold' must be positive and finite, got {theta}")
+            if not np.all(np.asarray(node.r) == 1):
+                raise QuantizationError(f"layer {n!r}: field 'r' must be 1 to quantize (scale weights instead)")
+        elif isinstance(node, nir.I):
+            theta = 0.0
+        else:
+            raise QuantizationError(f"layer {n!r}: {type(node).__name__} cannot be quantized yet "
+                                    "(IF and the I readout are supported)")
+        worst = 0.0
+        bias_sum = 0.0
+        weights = {}
+        for i in plan.incoming[n]:
+            c = plan.connections[i]
+            sname = _synapse_of(g, c.ops)
+            snode = g.nodes[sname]
+            w = np.asarray(snode.weight, dtype=np.float64)
+            if c.src == plan.input:
+                w = w * s_x
+                in_max = in_levels
+            else:
+                in_max = 1.0
+            weights[sname] = (w, c)
+            worst_rows = _row_abs_sum(snode, w) * in_max
+            worst += float(worst_rows.max()) if worst_rows.size else 0.0
+            b = np.asarray(getattr(snode, "bias", 0.0), dtype=np.float64)
+            bias_sum += float(np.abs(b).max()) if b.size else 0.0
+        obs_v = observed[n]["v"] if observed else 0.0
+        cands = {"a_in range (worst case)": cv.A_MAX / worst if worst > 0 else math.inf,
+                 "v range (observed)": v_margin * cv.A_MAX / obs_v if obs_v > 0 else math.inf,
+                 "bias field": 2 * cv.BIAS_MANT_MAX / bias_sum if bias_sum > 0 else math.inf}
+        if not readout:
+            cands["vth field"] = cv.VTH_MAX / theta
+            if observed is None:
+                cands["v range (4x threshold, no calibration)"] = v_margin * cv.A_MAX / (4 * theta)
+        limit = min(cands, key=cands.get)
+        lam = cands[limit]
+        if not np.isfinite(lam):
+            lam = 1.0
+        lq = LayerQuant(name=n, scale=lam, vth=None, limit=limit, worst_a=int(math.ceil(worst * lam)),
+                        observed_v=obs_v * lam)
+        bias_ints = []
+        for sname, (w, c) in weights.items():
+            snode = g.nodes[sname]
+            bits = weight_bits.get(sname, 8) if isinstance(weight_bits, dict) else int(weight_bits)
+            if not 1 <= bits <= 8:
+                raise QuantizationError(f"synapse {sname!r}: weight bits must be 1..8, got {bits}")
+            if cv.meta(snode, cv.BINARY, False):
+                bits = max(bits, 2)  # a binary layer is +-alpha: 2-bit Lava field (m in {-1, +1})
+            qmax = 2 ** (bits - 1) - 1
+            target = w * lam
+            amax = float(np.abs(target).max()) if target.size else 0.0
+            unit_shift = 9 - bits
+            e = math.ceil(math.log2(amax / qmax)) - unit_shift if amax > 0 else 0
+            e_lo = -unit_shift if isinstance(snode, nir.Conv2d) else E_MIN
+            e = int(min(max(e, e_lo), E_MAX))
+            unit = 2.0 ** (unit_shift + e)
+            m = np.clip(np.round(target / unit), -qmax, qmax)
+            if amax / unit > qmax + 0.5:
+                raise QuantizationError(f"synapse {sname!r}: weights need exponent > {E_MAX} at {bits} bits")
+            w_eff = m * unit
+            snode.weight = w_eff
+            err = float(np.abs(w_eff - target).max() / amax) if amax > 0 else 0.0
+            b = np.asarray(getattr(snode, "bias", np.zeros(w.shape[0])), dtype=np.float64) * lam
+            b_int = np.round(b)
+            if isinstance(snode, (nir.Affine, nir.Conv2d)):
+                snode.bias = b_int * np.ones(w.shape[0])
+                bias_ints.append(sname)
+            snode.metadata = dict(snode.metadata or {})
+            snode.metadata.update({cv.WEIGHT_EXP: int(e + unit_shift) if isinstance(snode, nir.Conv2d) else int(e),
+                                   cv.WEIGHT_BITS: int(bits)})
+            if isinstance(snode, nir.Conv2d):
+                # Lava's Conv has no exponent: the integer weight is W_eff itself
+                snode.metadata[cv.WEIGHT_EXP] = 0
+            lq.synapses[sname] = {"weight_exp": int(snode.metadata[cv.WEIGHT_EXP]), "bits": int(bits),
+                                  "max_rel_error": err}
+        # the summed bias must fit bias_mant << bias_exp with bias_exp <= 7
+        total = sum(np.asarray(g.nodes[s].bias) * 1.0 for s in bias_ints) if bias_ints else 0.0
+        if bias_ints:
+            total = np.asarray(total)
+            fix = (np.abs(total) > cv.BIAS_MANT_MAX) & (total % 2 != 0)
+            if fix.any():
+                first = g.nodes[bias_ints[0]]
+                first.bias = np.asarray(first.bias) - np.where(fix, np.sign(total), 0)
+                total = sum(np.asarray(g.nodes[s].bias) * 1.0 for s in bias_ints)
+            if np.abs(total).max() > 2 * cv.BIAS_MANT_MAX:
+                raise QuantizationError(f"layer {n!r}: bias {np.abs(total).max()} does not fit Lava's 13-bit bias "
+                                        "mantissa with exponent 7")
+        if isinstance(node, nir.IF):
+            vth = np.maximum(np.round(np.asarray(node.v_threshold, dtype=np.float64) * lam), 1)
+            node.v_threshold = vth
+            lq.vth = int(vth.max())
+        vi = np.asarray(cv.meta(node, cv.V_INIT, 0.0), dtype=np.float64) * lam
+        node.metadata = dict(node.metadata or {})
+        node.metadata[cv.V_INIT] = (np.round(vi * 64) / 64).tolist() if vi.ndim else float(np.round(vi * 64) / 64)
+        node.metadata.setdefault(cv.DU, 4095)
+        node.metadata.setdefault(cv.DV, 0)
+        node.metadata["snnc.scale"] = float(lam)
+        layers.append(lq)
+    g.metadata = dict(g.metadata or {})
+    g.metadata.update({cv.INPUT_SCALE: float(s_x), cv.INPUT_BITS: int(input_bits), cv.INPUT_SIGNED: signed})
+    g.metadata[cv.KIND] = cv.INTEGER
+    validate(g)
+    return g, QuantReport(input_scale=float(s_x), input_signed=signed, layers=layers)
+
+
+def quantize(graph: Graph, weight_bits: int | dict[str, int] = 8, calib: np.ndarray | None = None,
+             calib_steps: int = 64) -> Graph:
+    """Float graph -> integer graph (see module docstring); the report is dropped."""
+    return quantize_with_report(graph, weight_bits, calib, calib_steps)[0]

@@ -1,0 +1,43 @@
+"""The end-to-end compile: torch model -> float NIR (convert) -> fold BN -> fuse synapses -> quantize."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from snnc.compiler.frontend.convert import ConvertOptions, convert
+from snnc.compiler.passes.fold_batchnorm import fold_batchnorm
+from snnc.compiler.passes.fuse_synapses import fuse_synapses
+from snnc.compiler.passes.quantize import QuantReport, quantize_with_report
+from snnc.ir.graph import Graph
+
+
+@dataclass
+class Compiled:
+    """Both graphs of one compile: ``float_graph`` (fused, real-valued) and ``int_graph`` (Lava fixed point)."""
+
+    float_graph: Graph
+    int_graph: Graph
+    report: QuantReport
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def compile_model(model: torch.nn.Module, calib: np.ndarray, options: ConvertOptions | None = None,
+                  weight_bits: int | dict = 8, calib_steps: int = 64, **convert_kw) -> Compiled:
+    """Convert, fold BatchNorm, fuse synapses and quantize; times each stage (seconds)."""
+    t = {}
+    t0 = time.perf_counter()
+    g = convert(model, calib, options, **convert_kw)
+    t["convert"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    g = fold_batchnorm(g)
+    t["fold_batchnorm"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    g = fuse_synapses(g)
+    t["fuse_synapses"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gi, rep = quantize_with_report(g, weight_bits=weight_bits, calib=calib, calib_steps=calib_steps)
+    t["quantize"] = time.perf_counter() - t0
+    return Compiled(g, gi, rep, t)

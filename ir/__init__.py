@@ -1,0 +1,12 @@
+"""snnc IR: NIR graphs with the ``snnc.`` metadata convention, networkx ordering, validation, shapes, files."""
+from . import conventions
+from .errors import (BackendError, DataError, GraphError, NIRFileError, OverflowEventError, QuantizationError,
+                     SnncError, UnsupportedLayerError)
+from .graph import (Graph, copy_graph, infer_shapes, input_name, output_name, predecessors, read, successors,
+                    to_networkx, topo_order, validate, write)
+from .nirfile import graphs_equal
+
+__all__ = ["conventions", "Graph", "read", "write", "validate", "infer_shapes", "topo_order", "to_networkx",
+           "predecessors", "successors", "input_name", "output_name", "copy_graph", "graphs_equal",
+           "SnncError", "UnsupportedLayerError", "GraphError", "NIRFileError", "QuantizationError",
+           "BackendError", "DataError", "OverflowEventError"]

@@ -1,0 +1,248 @@
+"""The snnc graph: a ``nir.NIRGraph`` plus a networkx view for order, validation and shape inference.
+
+Shapes exclude the batch dimension: an image is (C, H, W), a vector (N,)."""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import networkx as nx
+import nir
+import numpy as np
+
+from . import conventions as cv
+from .errors import GraphError
+
+Graph = nir.NIRGraph
+
+
+def to_networkx(graph: Graph) -> nx.DiGraph:
+    """Directed graph of node names; each networkx node carries ``node=<NIRNode>``. Unknown edge ends raise."""
+    g = nx.DiGraph()
+    for name, node in graph.nodes.items():
+        g.add_node(name, node=node)
+    for src, dst in graph.edges:
+        for end, field in ((src, "source"), (dst, "target")):
+            if end not in graph.nodes:
+                raise GraphError(f"edge {src!r} -> {dst!r}: {field} node {end!r} does not exist")
+        g.add_edge(src, dst)
+    return g
+
+
+def topo_order(graph: Graph) -> list[str]:
+    """Node names in topological order; a cycle raises ``GraphError`` naming its nodes."""
+    g = to_networkx(graph)
+    try:
+        return list(nx.topological_sort(g))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(g)
+        names = " -> ".join(a for a, _ in cycle)
+        raise GraphError(f"graph has a recurrent cycle ({names}); snnc deploys feed-forward graphs only") from None
+
+
+def predecessors(graph: Graph, name: str) -> list[str]:
+    return [s for s, d in graph.edges if d == name]
+
+
+def successors(graph: Graph, name: str) -> list[str]:
+    return [d for s, d in graph.edges if s == name]
+
+
+def input_name(graph: Graph) -> str:
+    """The single Input node's name (snnc graphs have one input)."""
+    names = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    if len(names) != 1:
+        raise GraphError(f"graph must have exactly one Input node, found {len(names)}: {names}")
+    return names[0]
+
+
+def output_name(graph: Graph) -> str:
+    names = [n for n, v in graph.nodes.items() if isinstance(v, nir.Output)]
+    if len(names) != 1:
+        raise GraphError(f"graph must have exactly one Output node, found {len(names)}: {names}")
+    return names[0]
+
+
+def _pair(v: Any, name: str, field: str) -> tuple[int, int]:
+    a = np.atleast_1d(np.asarray(v)).astype(np.int64).tolist()
+    if len(a) == 1:
+        a = a * 2
+    if len(a) != 2:
+        raise GraphError(f"node {name!r}: field {field!r} must be an int or a pair, got {v!r}")
+    return int(a[0]), int(a[1])
+
+
+def conv2d_padding(node: nir.Conv2d, name: str) -> tuple[int, int]:
+    """Numeric padding of a Conv2d (resolves 'same'/'valid' for odd kernels)."""
+    p = node.padding
+    if isinstance(p, bytes):
+        p = p.decode()
+    if isinstance(p, np.ndarray) and p.dtype.kind in "SUO":
+        p = str(p.item() if p.ndim == 0 else p[0])
+        p = p.decode() if isinstance(p, bytes) else p
+    if isinstance(p, str):
+        if p == "valid":
+            return 0, 0
+        if p == "same":
+            kh, kw = node.weight.shape[-2:]
+            dh, dw = _pair(node.dilation, name, "dilation")
+            if (dh * (kh - 1)) % 2 or (dw * (kw - 1)) % 2:
+                raise GraphError(f"node {name!r}: padding 'same' with an even kernel is not supported")
+            return dh * (kh - 1) // 2, dw * (kw - 1) // 2
+        raise GraphError(f"node {name!r}: padding must be 'same', 'valid' or integers, got {p!r}")
+    return _pair(p, name, "padding")
+
+
+def conv2d_params(node: nir.Conv2d, name: str) -> dict:
+    """stride, padding, dilation, groups of a Conv2d as ints/pairs."""
+    return dict(
+        stride=_pair(node.stride, name, "stride"),
+        padding=conv2d_padding(node, name),
+        dilation=_pair(node.dilation, name, "dilation"),
+        groups=int(np.asarray(node.groups).item()),
+    )
+
+
+def pool_params(node: Any, name: str) -> dict:
+    return dict(
+        kernel_size=_pair(node.kernel_size, name, "kernel_size"),
+        stride=_pair(node.stride, name, "stride"),
+        padding=_pair(node.padding, name, "padding"),
+    )
+
+
+def _out_len(n: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def node_output_shape(name: str, node: Any, in_shape: tuple | None) -> tuple:
+    """Output shape of one node given its input shape (None for the Input node)."""
+    if isinstance(node, nir.Input):
+        return tuple(int(x) for x in np.asarray(node.input_type["input"]).ravel())
+    if in_shape is None:
+        raise GraphError(f"node {name!r} has no input edge")
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w = np.asarray(node.weight)
+        if w.ndim != 2:
+            raise GraphError(f"node {name!r}: field 'weight' must be 2-D (out, in), has shape {w.shape}")
+        if math.prod(in_shape) != w.shape[1] or len(in_shape) != 1:
+            raise GraphError(
+                f"node {name!r}: field 'weight' expects {w.shape[1]} inputs, gets shape {in_shape} "
+                "(insert a Flatten before it)" if len(in_shape) != 1 else
+                f"node {name!r}: field 'weight' expects {w.shape[1]} inputs, gets {in_shape[0]}")
+        if isinstance(node, nir.Affine) and np.asarray(node.bias).shape not in ((w.shape[0],), ()):
+            raise GraphError(f"node {name!r}: field 'bias' has shape {np.shape(node.bias)}, expected ({w.shape[0]},)")
+        return (w.shape[0],)
+    if isinstance(node, nir.Conv2d):
+        w = np.asarray(node.weight)
+        if w.ndim != 4:
+            raise GraphError(f"node {name!r}: field 'weight' must be 4-D (out, in, kh, kw), has shape {w.shape}")
+        if len(in_shape) != 3:
+            raise GraphError(f"node {name!r}: Conv2d needs a (C, H, W) input, gets shape {in_shape}")
+        p = conv2d_params(node, name)
+        if in_shape[0] != w.shape[1] * p["groups"]:
+            raise GraphError(f"node {name!r}: field 'weight' expects {w.shape[1] * p['groups']} input channels, "
+                             f"gets {in_shape[0]}")
+        h = _out_len(in_shape[1], w.shape[2], p["stride"][0], p["padding"][0], p["dilation"][0])
+        ww = _out_len(in_shape[2], w.shape[3], p["stride"][1], p["padding"][1], p["dilation"][1])
+        if h <= 0 or ww <= 0:
+            raise GraphError(f"node {name!r}: output would be empty for input shape {in_shape}")
+        return (w.shape[0], h, ww)
+    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        if len(in_shape) != 3:
+            raise GraphError(f"node {name!r}: pooling needs a (C, H, W) input, gets shape {in_shape}")
+        p = pool_params(node, name)
+        k, s, pd = p["kernel_size"], p["stride"], p["padding"]
+        return (in_shape[0], _out_len(in_shape[1], k[0], s[0], pd[0]), _out_len(in_shape[2], k[1], s[1], pd[1]))
+    if isinstance(node, nir.Flatten):
+        nd = len(in_shape)
+        s, e = int(node.start_dim), int(node.end_dim)
+        s = s + nd if s < 0 else s
+        e = e + nd if e < 0 else e
+        if not (0 <= s <= e < nd):
+            raise GraphError(f"node {name!r}: start_dim/end_dim {node.start_dim}/{node.end_dim} "
+                             f"do not fit input shape {in_shape}")
+        return tuple(in_shape[:s]) + (math.prod(in_shape[s:e + 1]),) + tuple(in_shape[e + 1:])
+    if isinstance(node, nir.Scale):
+        sc = np.asarray(node.scale)
+        if sc.size > 1 and np.broadcast_shapes(sc.shape, in_shape) != tuple(in_shape):
+            raise GraphError(f"node {name!r}: field 'scale' shape {sc.shape} does not broadcast to {in_shape}")
+        return tuple(in_shape)
+    if cv.is_neuron(node) or isinstance(node, (nir.Output, nir.Threshold, nir.Delay)):
+        for field in ("v_threshold", "r", "tau", "tau_mem"):
+            arr = getattr(node, field, None)
+            if arr is not None and np.asarray(arr).size > 1:
+                if np.asarray(arr).shape != tuple(in_shape) and np.asarray(arr).size != math.prod(in_shape):
+                    raise GraphError(f"node {name!r}: field {field!r} has shape {np.shape(arr)}, "
+                                     f"input has shape {in_shape}")
+        return tuple(in_shape)
+    raise GraphError(f"node {name!r}: node type {type(node).__name__} is not supported by snnc")
+
+
+def infer_shapes(graph: Graph) -> dict[str, tuple]:
+    """Output shape (no batch dim) of every node; fan-in edges must agree in shape."""
+    shapes: dict[str, tuple] = {}
+    for name in topo_order(graph):
+        node = graph.nodes[name]
+        preds = predecessors(graph, name)
+        in_shape = None
+        for p in preds:
+            s = shapes[p]
+            if in_shape is not None and math.prod(s) != math.prod(in_shape):
+                raise GraphError(f"node {name!r}: fan-in shapes disagree ({in_shape} from one edge, {s} from {p!r})")
+            in_shape = s if in_shape is None or len(s) >= len(in_shape) else in_shape
+        if isinstance(node, nir.Input) and preds:
+            raise GraphError(f"Input node {name!r} has incoming edges from {preds}")
+        shapes[name] = node_output_shape(name, node, in_shape)
+    return shapes
+
+
+def _check_finite(name: str, node: Any) -> None:
+    for field, val in vars(node).items():
+        if field in ("input_type", "output_type", "metadata"):
+            continue
+        if isinstance(val, np.ndarray) and val.dtype.kind == "f" and not np.all(np.isfinite(val)):
+            if field == "v_threshold" and np.all(np.isfinite(val) | (val == np.inf)):
+                continue  # an infinite threshold never fires: allowed
+            raise GraphError(f"node {name!r}: field {field!r} contains NaN or inf")
+
+
+def validate(graph: Graph) -> dict[str, tuple]:
+    """Check edges, acyclicity, one Input/Output, shapes, finite arrays; returns the inferred shapes."""
+    if not isinstance(graph, nir.NIRGraph):
+        raise GraphError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    input_name(graph)
+    output_name(graph)
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            raise GraphError(f"node {name!r} is a nested NIRGraph; flatten subgraphs before compiling")
+        _check_finite(name, node)
+    shapes = infer_shapes(graph)
+    g = to_networkx(graph)
+    out = output_name(graph)
+    for name in graph.nodes:
+        if name != out and g.out_degree(name) == 0:
+            raise GraphError(f"node {name!r} has no outgoing edge (dangling)")
+    return shapes
+
+
+def copy_graph(graph: Graph) -> Graph:
+    """Deep copy (passes never mutate their input graph)."""
+    import copy
+
+    return copy.deepcopy(graph)
+
+
+def read(path: str | os.PathLike) -> Graph:
+    """Read an NIR HDF5 file; a missing, non-HDF5, truncated or malformed file raises ``NIRFileError``."""
+    from .nirfile import read_nir
+
+    return read_nir(path)
+
+
+def write(graph: Graph, path: str | os.PathLike) -> None:
+    """Write an NIR HDF5 file atomically (temporary file + rename): a failure never leaves a partial file."""
+    from .nirfile import write_nir
+
+    write_nir(graph, path)
