@@ -25,12 +25,40 @@ def _clean_meta(md: dict) -> dict:
     return out
 
 
+NODE_META = "snnc.node_metadata"  # graph-level home of metadata for node types without a metadata field
+
+
+def _has_meta_field(node: Any) -> bool:
+    import dataclasses
+
+    return any(f.name == "metadata" for f in dataclasses.fields(node))
+
+
 def _normalise(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Decode metadata and move ``snnc.node_metadata`` entries back onto their nodes."""
     graph.metadata = _clean_meta(getattr(graph, "metadata", {}))
-    for node in graph.nodes.values():
-        if hasattr(node, "metadata"):
-            node.metadata = _clean_meta(node.metadata)
+    extra = graph.metadata.pop(NODE_META, None) or {}
+    for name, node in graph.nodes.items():
+        md = _clean_meta(getattr(node, "metadata", None) or {})
+        if isinstance(extra, dict) and isinstance(extra.get(name), dict):
+            md.update(_clean_meta(extra[name]))
+        node.metadata = md
     return graph
+
+
+def _for_writing(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Shallow copy whose graph metadata carries the metadata of nodes that nir cannot store (nir 1.0.4:
+    Conv2d, Linear, Scale, Input, Output, AvgPool2d have no metadata field)."""
+    extra = {name: dict(node.metadata) for name, node in graph.nodes.items()
+             if not _has_meta_field(node) and getattr(node, "metadata", None)}
+    md = dict(getattr(graph, "metadata", None) or {})
+    md.pop(NODE_META, None)
+    if extra:
+        md[NODE_META] = extra
+    for k, v in list(md.items()):
+        if v is None:
+            del md[k]
+    return nir.NIRGraph(nodes=graph.nodes, edges=list(graph.edges), metadata=md)
 
 
 def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
@@ -84,7 +112,7 @@ def write_nir(graph: nir.NIRGraph, path: str | os.PathLike) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        nir.write(tmp, graph)
+        nir.write(tmp, _for_writing(graph))
         os.replace(tmp, p)
     except BaseException as e:
         try:
@@ -106,14 +134,14 @@ def graphs_equal(a: Any, b: Any) -> bool:
         x, y = a.nodes[k], b.nodes[k]
         if type(x) is not type(y):
             return False
+        if _clean_meta(getattr(x, "metadata", None) or {}) != _clean_meta(getattr(y, "metadata", None) or {}):
+            return False
         dx, dy = x.to_dict(), y.to_dict()
         if set(dx) != set(dy):
             return False
         for f in dx:
             u, v = dx[f], dy[f]
             if f == "metadata":
-                if _clean_meta(u) != _clean_meta(v):
-                    return False
                 continue
             if isinstance(u, dict) or isinstance(v, dict):
                 if str(u) != str(v):

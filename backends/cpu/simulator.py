@@ -132,6 +132,49 @@ class _Layer:
             self.v0 = torch.as_tensor(v0, dtype=torch.float64, device=dev)
 
 
+    def step(self, u: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None, events: dict,
+             rng_a: dict, rng_v: dict | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One time-step of this layer: (u, v, input a or None) -> (u, v, spikes or None for the readout).
+
+        Integer: Lava LIF fixed point (module docstring), counting u wraps and v saturations in ``events``.
+        Float: v += r * (a + bias), spike if v > vth, reset. ``rng_v`` (when given) records ranges."""
+        n = self.name
+        if self.integer:
+            uu = _decay(u, self.du + 1)
+            if a is not None:
+                uu = uu + (a << cv.ACT_SHIFT)
+            hi, lo = uu > U_MAX, uu <= -U_MAX
+            if bool(hi.any()) or bool(lo.any()):
+                events["u_wrap"] += int(hi.sum() + lo.sum())
+                uu = torch.where(hi, uu - 2 * U_MAX, torch.where(lo, uu + 2 * U_MAX, uu))
+            vv = _decay(v, self.dv) + uu + self.bias6
+            sat = (vv > V_LIM) | (vv < -V_LIM)
+            if bool(sat.any()):
+                events["v_saturate"] += int(sat.sum())
+                vv = vv.clamp(-V_LIM, V_LIM)
+            if rng_v is not None:
+                if a is not None:
+                    rng_a[n] = max(rng_a[n], float(a.abs().max()))
+                rng_v[n] = max(rng_v[n], float(vv.max() if self.vth6 is not None else vv.abs().max()) / 64.0)
+            if self.vth6 is None:
+                return uu, vv, None
+            s = vv > self.vth6
+            vv = torch.where(s, vv - self.vth6 if self.reset == "subtract" else torch.zeros_like(vv), vv)
+            return uu, vv, s
+        vv = v + self.bias * self.r
+        if a is not None:
+            vv = vv + a * self.r
+        if rng_v is not None:
+            if a is not None:
+                rng_a[n] = max(rng_a[n], float((a + self.bias).abs().max()))
+            rng_v[n] = max(rng_v[n], float(vv.max() if self.vth is not None else vv.abs().max()))
+        if self.vth is None:
+            return u, vv, None
+        s = vv > self.vth
+        vv = torch.where(s, vv - self.vth if self.reset == "subtract" else torch.zeros_like(vv), vv)
+        return u, vv, s
+
+
 class _Synapse:
     """One connection compiled to a callable: float chain, or integer Dense/Conv with Lava's rounding."""
 
@@ -332,42 +375,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
                 for i in plan.incoming[n]:
                     if buf[i] is not None:
                         a = buf[i] if a is None else a + buf[i]
-                if integer:
-                    uu = _decay(u[n], L.du + 1)
-                    if a is not None:
-                        uu = uu + (a << cv.ACT_SHIFT)
-                    hi, lo = uu > U_MAX, uu <= -U_MAX
-                    if bool(hi.any()) or bool(lo.any()):
-                        events[n]["u_wrap"] += int(hi.sum() + lo.sum())
-                        uu = torch.where(hi, uu - 2 * U_MAX, torch.where(lo, uu + 2 * U_MAX, uu))
-                    u[n] = uu
-                    vv = _decay(v[n], L.dv) + uu + L.bias6
-                    sat = (vv > V_LIM) | (vv < -V_LIM)
-                    if bool(sat.any()):
-                        events[n]["v_saturate"] += int(sat.sum())
-                        vv = vv.clamp(-V_LIM, V_LIM)
-                    if track_ranges:
-                        if a is not None:
-                            rng_a[n] = max(rng_a[n], float(a.abs().max()))
-                        rng_v[n] = max(rng_v[n], float(vv.max()) / 64.0)
-                    if L.vth6 is not None:
-                        s = vv > L.vth6
-                        vv = torch.where(s, vv - L.vth6 if L.reset == "subtract" else torch.zeros_like(vv), vv)
-                    else:
-                        s = None
-                else:
-                    vv = v[n] + L.bias * L.r
-                    if a is not None:
-                        vv = vv + a * L.r
-                    if track_ranges:
-                        if a is not None:
-                            rng_a[n] = max(rng_a[n], float((a + L.bias).abs().max()))
-                        rng_v[n] = max(rng_v[n], float(vv.max() if L.vth is not None else vv.abs().max()))
-                    if L.vth is not None:
-                        s = vv > L.vth
-                        vv = torch.where(s, vv - L.vth if L.reset == "subtract" else torch.zeros_like(vv), vv)
-                    else:
-                        s = None
+                u[n], vv, s = L.step(u[n], v[n], a, events[n], rng_a, rng_v if track_ranges else None)
                 v[n] = vv
                 spikes[n] = s
                 if s is not None:

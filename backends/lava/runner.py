@@ -1,0 +1,184 @@
+"""Run samples of an integer graph on Lava's fixed-point CPU models (``Loihi2SimCfg(select_tag="fixed_pt")``).
+
+Samples run one at a time for ``steps + plan.depth`` steps each on one compiled network. Before each sample
+every neuron's u is set to 0 and v to its initial value, and every Dense/Conv one-step buffer to 0 (Lava's
+LIFReset is not equivalent: the synapse buffers would carry spikes across the sample boundary). The readout
+potential is read after ``depth`` steps and at the end; logits are computed exactly as the CPU simulator does.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from snnc.backends.cpu.plan import build_plan
+from snnc.backends.cpu.simulator import quantize_input
+from snnc.backends.lava.emit import LavaNetwork, emit, import_lava
+from snnc.backends.lava.layout import from_lava, to_lava
+from snnc.ir import conventions as cv
+from snnc.ir.errors import BackendError, DataError, SnncError
+from snnc.ir.graph import Graph
+
+
+@dataclass
+class LavaResult:
+    """Outcome of a Lava run over all samples (fields as in ``snnc.backends.cpu.simulator.SimResult``).
+
+    logits: float (N, n_out), readout potential gained over the last ``steps`` steps / (64 * snnc.scale) / steps
+    potentials: int (N, n_out), readout v (24-bit) at the end
+    spikes_per_layer: spiking layer -> total spikes; spike_counts: layer -> (N, *shape) int32 (NIR order)
+    rasters: layer -> bool (latency_steps, N, *shape), NIR order; final_state: layer -> {"u", "v"}: (N, *shape)
+    seconds: wall time of the sample loop (compilation excluded); compile_seconds: first compile and start
+    """
+
+    logits: np.ndarray
+    potentials: np.ndarray
+    steps: int
+    latency_steps: int
+    samples: int
+    spikes_per_layer: dict[str, int]
+    spike_counts: dict[str, np.ndarray]
+    seconds: float
+    compile_seconds: float
+    rasters: dict[str, np.ndarray] | None = None
+    final_state: dict[str, dict[str, np.ndarray]] | None = None
+    neurons_per_layer: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    kind: str = cv.INTEGER
+
+    def accuracy(self, labels: np.ndarray) -> float:
+        return float((self.logits.argmax(1) == np.asarray(labels)).mean())
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else float("inf")
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None, what: str = "Lava run") -> Iterator[None]:
+    """Raise ``BackendError`` if the block runs longer than ``seconds`` (SIGALRM; main thread only)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _alarm(signum: int, frame: object) -> None:
+        raise BackendError(f"{what} exceeded its time limit of {seconds:g} s (a Lava process is stuck)")
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _prepare_input(graph: Graph, net: LavaNetwork, x: np.ndarray) -> np.ndarray:
+    """Graded integer input per sample in Lava layout: (N, *lava_shape) int32."""
+    in_shape = net.plan.shapes[net.plan.input]
+    x = np.asarray(x)
+    if x.ndim == len(in_shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(in_shape):
+        raise DataError(f"input data has per-sample shape {tuple(x.shape[1:])}, the graph's Input node "
+                        f"{net.plan.input!r} expects {tuple(in_shape)}")
+    return to_lava(quantize_input(graph, x).astype(np.int32), len(in_shape))
+
+
+def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, record_final: bool = True,
+             progress: bool = True, timeout_s: float | None = None) -> LavaResult:
+    """Run ``graph`` (integer) on inputs ``x`` (N, *input_shape) in Lava for ``steps`` + depth steps each.
+
+    Input is presented every step as graded int32 values ``quantize_input(graph, x)``. ``timeout_s`` bounds
+    the whole call (compile included). Lava is always stopped. Raises BackendError when lava is missing or a
+    process fails, DataError on an input of the wrong shape."""
+    if steps < 1:
+        raise DataError(f"steps must be >= 1, got {steps}")
+    import_lava()
+    from lava.magma.core.run_conditions import RunSteps
+
+    t_start = time.perf_counter()
+    with deadline(timeout_s, "Lava run"):
+        latency = steps + build_plan(graph).depth
+        net = emit(graph, record_steps=latency)  # spike sinks on every spiking layer (counts need them)
+        xin = _prepare_input(graph, net, x)
+        N = xin.shape[0]
+        plan = net.plan
+        readout = net.neurons[plan.readout]
+        scale = float(cv.meta(graph.nodes[plan.readout], "snnc.scale", 1.0))
+        spiking = [n for n, L in net.neurons.items() if L.spiking]
+        counts = {n: np.zeros((N,) + L.nir_shape, dtype=np.int32) for n, L in net.neurons.items()}
+        rast = ({n: np.zeros((latency, N) + net.neurons[n].nir_shape, dtype=bool) for n in spiking}
+                if rasters else None)
+        final = ({n: {"u": np.zeros((N,) + L.nir_shape, np.int64), "v": np.zeros((N,) + L.nir_shape, np.int64)}
+                  for n, L in net.neurons.items()} if record_final else None)
+        logits = np.zeros((N,) + readout.nir_shape)
+        potentials = np.zeros((N,) + readout.nir_shape, dtype=np.int64)
+        nd = {n: len(L.nir_shape) for n, L in net.neurons.items()}
+        cfg = net.run_cfg()
+        anchor = readout.process
+        bar = None
+        compile_s = 0.0
+        t0 = t_start
+        try:
+            try:
+                anchor.create_runtime(run_cfg=cfg)
+            except SnncError:
+                raise
+            except Exception as e:
+                raise BackendError(f"Lava could not compile/start the network: {type(e).__name__}: {e}") from e
+            compile_s = time.perf_counter() - t_start
+            t0 = time.perf_counter()
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=N, desc="lava", unit="sample")
+            for i in range(N):
+                try:
+                    net.source.data.set(xin[i][..., None])
+                    for L in net.neurons.values():
+                        L.process.u.set(np.zeros(L.lava_shape, dtype=np.int32))
+                        L.process.v.set(L.v0.astype(np.int32))
+                    for s in net.synapses.values():
+                        buf = s.buffer_var
+                        buf.set(np.zeros(buf.shape, dtype=np.int32))
+                    anchor.run(condition=RunSteps(num_steps=plan.depth), run_cfg=cfg)
+                    v_before = from_lava(readout.process.v.get(), nd[plan.readout]).astype(np.int64)
+                    if steps > 0:
+                        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+                    v_end = from_lava(readout.process.v.get(), nd[plan.readout]).astype(np.int64)
+                    for n in spiking:
+                        data = net.sinks[n].data.get()  # (*lava_shape, latency), slot t = step t
+                        r = from_lava(np.moveaxis(data, -1, 0), nd[n]) != 0
+                        counts[n][i] = r.sum(0)
+                        if rast is not None:
+                            rast[n][:, i] = r
+                    if final is not None:
+                        for n, L in net.neurons.items():
+                            final[n]["u"][i] = from_lava(L.process.u.get(), nd[n])
+                            final[n]["v"][i] = from_lava(L.process.v.get(), nd[n])
+                except SnncError:
+                    raise
+                except Exception as e:
+                    raise BackendError(f"Lava failed on sample {i}: {type(e).__name__}: {e}") from e
+                potentials[i] = v_end
+                logits[i] = (v_end - v_before) / (64.0 * scale) / steps
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+            with contextlib.suppress(Exception):
+                anchor.stop()
+        seconds = time.perf_counter() - t0
+    return LavaResult(
+        logits=logits.reshape(N, -1), potentials=potentials.reshape(N, -1), steps=steps, latency_steps=latency,
+        samples=N, spikes_per_layer={n: int(counts[n].sum()) for n in spiking},
+        spike_counts=counts, seconds=seconds, compile_seconds=compile_s, rasters=rast, final_state=final,
+        neurons_per_layer={n: math.prod(L.nir_shape) for n, L in net.neurons.items()}, warnings=net.warnings)

@@ -1,0 +1,71 @@
+"""Arguments and loaders shared by the CLI commands: model files, data sets, graphs."""
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snnc.ir.errors import DataError, SnncError, UnsupportedLayerError
+
+
+def add_data_args(p: argparse.ArgumentParser, name: str = "--data", default: str = "digits") -> None:
+    p.add_argument(name, default=default, help="'digits' (built in: scikit-learn digits, fixed split) or an .npz "
+                   "with float x (N,C,H,W or N,features) and integer y")
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
+def load_model(path: str, model_class: str | None = None) -> Any:
+    """A whole module saved with torch.save(model), or a state dict plus ``package.module:Class``.
+
+    Loading uses pickle (weights_only=False): only load files you trust."""
+    import torch
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such model file")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise DataError(f"{p}: not a loadable torch file ({type(e).__name__}: {e})") from None
+    if isinstance(obj, torch.nn.Module):
+        return obj.eval()
+    if isinstance(obj, dict):
+        if not model_class:
+            raise DataError(f"{p}: holds a state dict; pass --model-class package.module:Class to build the model")
+        mod_name, _, cls_name = model_class.partition(":")
+        try:
+            cls = getattr(importlib.import_module(mod_name), cls_name)
+        except (ImportError, AttributeError) as e:
+            raise DataError(f"--model-class {model_class!r}: cannot import ({e})") from None
+        model = cls()
+        try:
+            model.load_state_dict(obj)
+        except Exception as e:
+            raise DataError(f"{p}: state dict does not fit {model_class}: {e}") from None
+        return model.eval()
+    raise UnsupportedLayerError(f"{p}: holds a {type(obj).__name__}, expected an nn.Module or a state dict")
+
+
+def load_data(spec: str, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    from snnc.compiler.data import load_dataset
+
+    x, y = load_dataset(spec, split)
+    if limit is not None:
+        x, y = x[:limit], (y[:limit] if y is not None else None)
+    return x, y
+
+
+def need_labels(y: Any, spec: str) -> np.ndarray:
+    if y is None:
+        raise DataError(f"{spec}: has no labels 'y'; accuracy needs them")
+    return y
+
+
+def check_error(e: Exception) -> bool:
+    return isinstance(e, SnncError)

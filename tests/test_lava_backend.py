@@ -1,0 +1,196 @@
+"""The bit-accurate CPU simulator against Lava's own fixed-point models, spike for spike.
+
+Random integer networks (Dense and Conv, mixed/excitatory/inhibitory weights, several du/dv, biases, negative
+and positive weight exponents, 5-8 bit weights, graded input, >= 3 spiking layers, residual fan-in) are built
+as integer snnc graphs and run both on Lava (stock LIF for reset-to-zero layers, snnc's SubtractLIF for
+reset-by-subtraction layers) and on ``snnc.backends.cpu.simulator``: every spike and every final u and v must
+agree over >= 100 steps. Each Lava run is bounded by a time limit.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import nir
+import numpy as np
+import pytest
+
+from snnc.backends.cpu.simulator import simulate
+from snnc.ir import conventions as cv
+from snnc.ir.errors import BackendError, QuantizationError
+
+HAS_LAVA = importlib.util.find_spec("lava") is not None
+needs_lava = pytest.mark.skipif(not HAS_LAVA, reason="lava-nc not installed")
+LAVA_TIMEOUT_S = 120
+STEPS = 100
+
+
+# ---------------------------------------------------------------- random integer networks
+
+
+def _mant(rng: np.random.Generator, shape: tuple, bits: int, sign: str) -> np.ndarray:
+    """Lava Dense mantissas m * 2**(9 - bits), |m| <= 2**(bits-1) - 1, of the given sign mode."""
+    hi = 2 ** (bits - 1) - 1
+    m = rng.integers(-hi, hi + 1, size=shape)
+    if sign == "exc":
+        m = np.abs(m)
+    elif sign == "inh":
+        m = -np.abs(m)
+    m[rng.random(shape) < 0.3] = 0
+    return (m * 2 ** (9 - bits)).astype(np.float64)
+
+
+def _affine(rng, n_out: int, n_in: int, bits: int, exp: int, sign: str, bias_max: int = 0) -> nir.Affine:
+    w = _mant(rng, (n_out, n_in), bits, sign) * 2.0 ** exp
+    b = rng.integers(-bias_max, bias_max + 1, size=n_out).astype(np.float64)
+    node = nir.Affine(weight=w, bias=b)
+    node.metadata = {cv.WEIGHT_EXP: exp, cv.WEIGHT_BITS: bits}
+    return node
+
+
+def _conv(rng, c_out: int, c_in: int, k: tuple, hw: tuple, bits: int, sign: str, stride=1, padding=0, groups=1,
+          bias_max: int = 0) -> nir.Conv2d:
+    w = _mant(rng, (c_out, c_in // groups) + tuple(k), bits, sign) / 4  # integer conv weights (no exponent)
+    w = np.round(w)
+    b = rng.integers(-bias_max, bias_max + 1, size=c_out).astype(np.float64)
+    node = nir.Conv2d(input_shape=hw, weight=w, stride=stride, padding=padding, dilation=1, groups=groups, bias=b)
+    node.metadata = {cv.WEIGHT_BITS: bits, cv.WEIGHT_EXP: 0}
+    return node
+
+
+def _if(shape: tuple, vth, reset: str, du: int, dv: int, v_init=0.0) -> nir.IF:
+    node = nir.IF(r=np.ones(shape), v_threshold=np.broadcast_to(np.asarray(vth, dtype=np.float64), shape).copy())
+    node.metadata = {cv.RESET: reset, cv.DU: du, cv.DV: dv, cv.V_INIT: v_init}
+    return node
+
+
+def _readout(n: int, du: int = 4095, dv: int = 0) -> nir.I:
+    node = nir.I(r=np.ones(n))
+    node.metadata = {cv.READOUT: True, cv.DU: du, cv.DV: dv, "snnc.scale": 3.0}
+    return node
+
+
+def _graph(nodes: dict, edges: list, in_shape: tuple, out_n: int) -> nir.NIRGraph:
+    nodes = dict(nodes)
+    nodes["input"] = nir.Input(input_type={"input": np.array(in_shape)})
+    nodes["input"].metadata = {cv.INPUT_SCALE: 0.5, cv.INPUT_BITS: 8, cv.INPUT_SIGNED: True}
+    nodes["output"] = nir.Output(output_type={"output": np.array([out_n])})
+    g = nir.NIRGraph(nodes=nodes, edges=edges)
+    g.metadata = {cv.KIND: cv.INTEGER}
+    return g
+
+
+def mlp_graph(seed: int, reset: str) -> nir.NIRGraph:
+    """input(24) -> fc1 -> h1 -> fc2 -> h2 -> {fc3 from h2, skip from h1} -> h3 (fan-in) -> fc4 -> readout."""
+    rng = np.random.default_rng(seed)
+    r2 = "zero" if reset == "zero" else "subtract"
+    nodes = {
+        "fc1": _affine(rng, 32, 24, bits=8, exp=-1, sign="mixed", bias_max=40),
+        "h1": _if((32,), rng.integers(60, 200, size=32) if reset == "subtract" else 120, reset, 4095, 0,
+                  v_init=0.5 if reset == "subtract" else 0.0),
+        "fc2": _affine(rng, 28, 32, bits=6, exp=1, sign="exc", bias_max=0),
+        "h2": _if((28,), 300, r2, 2048, 100),
+        "fc3": _affine(rng, 20, 28, bits=5, exp=2, sign="mixed", bias_max=4000),
+        "skip": _affine(rng, 20, 32, bits=7, exp=-2, sign="inh"),
+        "h3": _if((20,), 250, r2, 3000, 4095),
+        "fc4": _affine(rng, 10, 20, bits=8, exp=0, sign="mixed", bias_max=5),
+        "out": _readout(10, du=4095, dv=0),
+    }
+    edges = [("input", "fc1"), ("fc1", "h1"), ("h1", "fc2"), ("fc2", "h2"), ("h2", "fc3"), ("fc3", "h3"),
+             ("h1", "skip"), ("skip", "h3"), ("h3", "fc4"), ("fc4", "out"), ("out", "output")]
+    return _graph(nodes, edges, (24,), 10)
+
+
+def cnn_graph(seed: int, reset: str) -> nir.NIRGraph:
+    """Non-square (2, 9, 7) input; conv 3x3 pad (1, 0) -> c1; {conv 3x3 pad 1 groups 2, conv 1x1} -> c2
+    (residual fan-in); sumpool 2 -> p; conv stride (2, 1) -> c3; flatten -> fc -> readout."""
+    rng = np.random.default_rng(seed)
+    nodes = {
+        "conv1": _conv(rng, 4, 2, (3, 3), (9, 7), bits=8, sign="mixed", padding=(1, 0), bias_max=30),
+        "c1": _if((4, 9, 5), 150, reset, 4095, 0, v_init=0.5 if reset == "subtract" else 0.0),
+        "conv2": _conv(rng, 4, 4, (3, 3), (9, 5), bits=6, sign="exc", padding=1, groups=2),
+        "conv2s": _conv(rng, 4, 4, (1, 1), (9, 5), bits=8, sign="inh", bias_max=10),
+        "c2": _if((4, 9, 5), 60, reset, 1024, 256),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "p": _if((4, 4, 2), 2, reset, 4095, 0),
+        "conv3": _conv(rng, 6, 4, (2, 2), (4, 2), bits=7, sign="mixed", stride=(2, 1), bias_max=20),
+        "c3": _if((6, 2, 1), 40, reset, 4095, 2000),
+        "flat": nir.Flatten(input_type={"input": np.array([6, 2, 1])}, start_dim=0, end_dim=-1),
+        "fc": _affine(rng, 5, 12, bits=8, exp=1, sign="mixed"),
+        "out": _readout(5, du=2000, dv=10),
+    }
+    edges = [("input", "conv1"), ("conv1", "c1"), ("c1", "conv2"), ("conv2", "c2"), ("c1", "conv2s"),
+             ("conv2s", "c2"), ("c2", "pool"), ("pool", "p"), ("p", "conv3"), ("conv3", "c3"), ("c3", "flat"),
+             ("flat", "fc"), ("fc", "out"), ("out", "output")]
+    return _graph(nodes, edges, (2, 9, 7), 5)
+
+
+def conv_flatten_graph(seed: int) -> nir.NIRGraph:
+    """Flatten of a non-square multi-channel layer into a dense layer: catches a wrong (C,H,W) <-> (W,H,C) order."""
+    rng = np.random.default_rng(seed)
+    nodes = {
+        "conv": _conv(rng, 3, 1, (3, 3), (6, 5), bits=8, sign="mixed", padding=1, bias_max=20),
+        "c": _if((3, 6, 5), 40, "subtract", 4095, 0),
+        "flat": nir.Flatten(input_type={"input": np.array([3, 6, 5])}, start_dim=0, end_dim=-1),
+        "fc": _affine(rng, 12, 90, bits=8, exp=0, sign="mixed", bias_max=5),
+        "h": _if((12,), 100, "subtract", 4095, 0),
+        "fc2": _affine(rng, 4, 12, bits=8, exp=0, sign="mixed"),
+        "out": _readout(4),
+    }
+    edges = [("input", "conv"), ("conv", "c"), ("c", "flat"), ("flat", "fc"), ("fc", "h"), ("h", "fc2"),
+             ("fc2", "out"), ("out", "output")]
+    return _graph(nodes, edges, (1, 6, 5), 4)
+
+
+def _inputs(seed: int, shape: tuple, n: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 1000)
+    return rng.uniform(-40, 64, size=(n,) + shape)  # input_scale 0.5: graded ints in [-80, 127]
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def _compare(graph: nir.NIRGraph, x: np.ndarray, steps: int = STEPS) -> dict:
+    from snnc.backends.lava import run_lava
+
+    sim = simulate(graph, x, steps, rasters=True, record_final=True)
+    lav = run_lava(graph, x, steps, rasters=True, record_final=True, progress=False, timeout_s=LAVA_TIMEOUT_S)
+    for n in sim.rasters:
+        r_sim, r_lava = sim.rasters[n], lav.rasters[n]
+        assert r_sim.shape == r_lava.shape, n
+        if not np.array_equal(r_sim, r_lava):
+            t, i, *idx = np.argwhere(r_sim != r_lava)[0]
+            pytest.fail(f"layer {n}: first differing spike at step {t}, sample {i}, neuron {tuple(idx)} "
+                        f"(sim {r_sim[(t, i, *idx)]}, lava {r_lava[(t, i, *idx)]}); "
+                        f"{int((r_sim != r_lava).sum())} of {r_sim.size} differ")
+    for n, st in sim.final_state.items():
+        for k in ("u", "v"):
+            np.testing.assert_array_equal(st[k], lav.final_state[n][k], err_msg=f"layer {n}: final {k}")
+    np.testing.assert_array_equal(sim.potentials, lav.potentials)
+    np.testing.assert_allclose(sim.logits, lav.logits, rtol=0, atol=1e-12)
+    return {n: sim.rasters[n].mean() for n in sim.rasters}
+
+
+def _assert_active(rates: dict) -> None:
+    """The test networks must actually spike (a silent layer would compare nothing)."""
+    for n, r in rates.items():
+        assert 0.005 < r < 0.95, f"layer {n}: spike rate {r:.3f} makes a weak test"
+
+
+@needs_lava
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_mlp_sim_equals_lava(reset: str) -> None:
+    g = mlp_graph(1, reset)
+    _assert_active(_compare(g, _inputs(1, (24,), 3)))
+
+
+@needs_lava
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_cnn_sim_equals_lava(reset: str) -> None:
+    g = cnn_graph(2, reset)
+    _assert_active(_compare(g, _inputs(2, (2, 9, 7), 3)))
+
+
+@needs_lava
+def test_flatten_order_sim_equals_lava() -> None:
+    g = conv_flatten_graph(3)
+    _assert_active(_compare(g, _inputs(3, (1, 6, 5), 2), steps=40))
