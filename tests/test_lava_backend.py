@@ -72,10 +72,9 @@ def _readout(n: int, du: int = 4095, dv: int = 0) -> nir.I:
 def _graph(nodes: dict, edges: list, in_shape: tuple, out_n: int) -> nir.NIRGraph:
     nodes = dict(nodes)
     nodes["input"] = nir.Input(input_type={"input": np.array(in_shape)})
-    nodes["input"].metadata = {cv.INPUT_SCALE: 0.5, cv.INPUT_BITS: 8, cv.INPUT_SIGNED: True}
     nodes["output"] = nir.Output(output_type={"output": np.array([out_n])})
     g = nir.NIRGraph(nodes=nodes, edges=edges)
-    g.metadata = {cv.KIND: cv.INTEGER}
+    g.metadata = {cv.KIND: cv.INTEGER, cv.INPUT_SCALE: 0.5, cv.INPUT_BITS: 8, cv.INPUT_SIGNED: True}
     return g
 
 

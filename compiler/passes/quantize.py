@@ -4,9 +4,10 @@ Per neuron layer n with float threshold theta, a common scale lam (a_in units pe
 largest value for which (checked per layer, recorded in the report):
   vth = round(theta * lam) <= 2**17 - 1                       (Lava vth: 17 bits)
   worst-case |a_in| = lam * max_i sum_j |W'_ij| * in_max < 2**17  (u = a_in << 6 never wraps, any input)
-  observed max v * lam * 64 <= 0.9 * (2**23 - 1)      (v never saturates upward on calibration data; the
-      readout: |v|. Spiking layers may saturate downward for neurons driven negative for long: counted by the
-      simulator as events, identical in Lava)
+  v_need * lam * 64 <= 0.9 * (2**23 - 1)   readout: v_need = observed max |v| (never saturates on calibration
+      data); spiking layers: v_need = min(observed max v, theta + observed max |a_in|) -- above theta + a_in a
+      neuron fires every step whatever v is. Spiking layers may saturate (downward for neurons driven negative
+      for long, upward for neurons at rate 1): counted by the simulator as events, identical in Lava.
   |bias| * lam <= 8190                                         (bias_mant 13 bits, bias_exp <= 7)
 Each synapse then gets weight_exp e and mantissas m, |m| <= 2**(bits-1) - 1, with
   W_eff = m * 2**(9 - bits + e)  (Lava Dense holds m * 2**(9 - bits), valid unchanged in every sign mode)
@@ -139,6 +140,10 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             b = np.asarray(getattr(snode, "bias", 0.0), dtype=np.float64)
             bias_sum += float(np.abs(b).max()) if b.size else 0.0
         obs_v = observed[n]["v"] if observed else 0.0
+        if not readout and observed:
+            # a spiking neuron's potential only needs theta + one step of input: above that it fires every step
+            # whatever v is (an upward saturation cannot change its spikes while its input stays that high)
+            obs_v = min(obs_v, theta + observed[n]["a"])
         cands = {"a_in range (worst case)": cv.A_MAX / worst if worst > 0 else math.inf,
                  "v range (observed)": v_margin * cv.A_MAX / obs_v if obs_v > 0 else math.inf,
                  "bias field": 2 * cv.BIAS_MANT_MAX / bias_sum if bias_sum > 0 else math.inf}
@@ -186,7 +191,7 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
                 # Lava's Conv has no exponent: the integer weight is W_eff itself
                 snode.metadata[cv.WEIGHT_EXP] = 0
             lq.synapses[sname] = {"weight_exp": int(snode.metadata[cv.WEIGHT_EXP]), "bits": int(bits),
-                                  "max_rel_error": err}
+                                  "unit": unit, "max_rel_error": err}
         # the summed bias must fit bias_mant << bias_exp with bias_exp <= 7
         total = sum(np.asarray(g.nodes[s].bias) * 1.0 for s in bias_ints) if bias_ints else 0.0
         if bias_ints:
