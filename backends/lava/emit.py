@@ -220,11 +220,10 @@ def emit(graph: Graph, record_steps: int = 0) -> LavaNetwork:
         raise GraphError("the Lava backend runs integer graphs (graph metadata 'snnc.kind' == 'integer'); "
                          "run the quantize pass first")
     plan = build_plan(graph)
-    inp_node = graph.nodes[plan.input]
     in_shape = plan.shapes[plan.input]
     in_lshape = lava_shape(in_shape, plan.input)
-    in_bits = _int_meta(inp_node, cv.INPUT_BITS, 8, 1, 24, plan.input)
-    in_signed = bool(cv.meta(inp_node, cv.INPUT_SIGNED, True))
+    in_bits = _int_meta(graph, cv.INPUT_BITS, 8, 1, 24, "<graph>")  # input metadata is graph level
+    in_signed = bool(cv.meta(graph, cv.INPUT_SIGNED, True))
     in_max = 2 ** (in_bits - 1) if in_signed else 2 ** in_bits - 1
     source = Source(data=np.zeros(in_lshape + (1,), dtype=np.int32))
     warnings: list[str] = []
