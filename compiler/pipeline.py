@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,12 +26,18 @@ class Compiled:
 
 
 def compile_model(model: torch.nn.Module, calib: np.ndarray, options: ConvertOptions | None = None,
-                  weight_bits: int | dict = 8, calib_steps: int = 64, **convert_kw) -> Compiled:
-    """Convert, fold BatchNorm, fuse synapses and quantize; times each stage (seconds)."""
+                  weight_bits: int | dict = 8, calib_steps: int = 64,
+                  float_passes: Sequence[Callable[[Graph], Graph]] = (), **convert_kw) -> Compiled:
+    """Convert, run ``float_passes`` (e.g. threshold tuning, residual delay balancing) on the converted graph,
+    fold BatchNorm, fuse synapses and quantize; times each stage (seconds)."""
     t = {}
     t0 = time.perf_counter()
     g = convert(model, calib, options, **convert_kw)
     t["convert"] = time.perf_counter() - t0
+    for p in float_passes:
+        t0 = time.perf_counter()
+        g = p(g)
+        t[getattr(p, "__name__", "float_pass")] = time.perf_counter() - t0
     t0 = time.perf_counter()
     g = fold_batchnorm(g)
     t["fold_batchnorm"] = time.perf_counter() - t0

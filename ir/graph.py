@@ -64,12 +64,17 @@ def output_name(graph: Graph) -> str:
     return names[0]
 
 
-def _pair(v: Any, name: str, field: str) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(v)).astype(np.int64).tolist()
+def _pair(v: Any, name: str, field: str, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints >= ``minimum`` (stride, dilation, kernel: 1; padding: 0)."""
+    arr = np.atleast_1d(np.asarray(v))
+    if arr.dtype.kind not in "biuf" or arr.ndim != 1 or not np.all(np.isfinite(arr)) \
+            or not np.all(arr == np.round(arr)):
+        raise GraphError(f"node {name!r}: field {field!r} must be an int or a pair of ints, got {v!r}")
+    a = arr.astype(np.int64).tolist()
     if len(a) == 1:
         a = a * 2
-    if len(a) != 2:
-        raise GraphError(f"node {name!r}: field {field!r} must be an int or a pair, got {v!r}")
+    if len(a) != 2 or min(a) < minimum:
+        raise GraphError(f"node {name!r}: field {field!r} must be an int or a pair of ints >= {minimum}, got {v!r}")
     return int(a[0]), int(a[1])
 
 
@@ -91,7 +96,7 @@ def conv2d_padding(node: nir.Conv2d, name: str) -> tuple[int, int]:
                 raise GraphError(f"node {name!r}: padding 'same' with an even kernel is not supported")
             return dh * (kh - 1) // 2, dw * (kw - 1) // 2
         raise GraphError(f"node {name!r}: padding must be 'same', 'valid' or integers, got {p!r}")
-    return _pair(p, name, "padding")
+    return _pair(p, name, "padding", 0)
 
 
 def conv2d_params(node: nir.Conv2d, name: str) -> dict:
@@ -100,15 +105,26 @@ def conv2d_params(node: nir.Conv2d, name: str) -> dict:
         stride=_pair(node.stride, name, "stride"),
         padding=conv2d_padding(node, name),
         dilation=_pair(node.dilation, name, "dilation"),
-        groups=int(np.asarray(node.groups).item()),
+        groups=_groups(node, name),
     )
+
+
+def _groups(node: Any, name: str) -> int:
+    g = np.asarray(node.groups)
+    if g.size != 1 or g.dtype.kind not in "biu" or int(g.item()) < 1:
+        raise GraphError(f"node {name!r}: field 'groups' must be one int >= 1, got {node.groups!r}")
+    n_out = np.asarray(node.weight).shape[0] if np.ndim(node.weight) else 0
+    if n_out % int(g.item()):
+        raise GraphError(f"node {name!r}: field 'groups' ({int(g.item())}) does not divide the {n_out} output "
+                         "channels")
+    return int(g.item())
 
 
 def pool_params(node: Any, name: str) -> dict:
     return dict(
         kernel_size=_pair(node.kernel_size, name, "kernel_size"),
         stride=_pair(node.stride, name, "stride"),
-        padding=_pair(node.padding, name, "padding"),
+        padding=_pair(node.padding, name, "padding", 0),
     )
 
 
@@ -154,7 +170,10 @@ def node_output_shape(name: str, node: Any, in_shape: tuple | None) -> tuple:
             raise GraphError(f"node {name!r}: pooling needs a (C, H, W) input, gets shape {in_shape}")
         p = pool_params(node, name)
         k, s, pd = p["kernel_size"], p["stride"], p["padding"]
-        return (in_shape[0], _out_len(in_shape[1], k[0], s[0], pd[0]), _out_len(in_shape[2], k[1], s[1], pd[1]))
+        out = (in_shape[0], _out_len(in_shape[1], k[0], s[0], pd[0]), _out_len(in_shape[2], k[1], s[1], pd[1]))
+        if min(out[1:]) <= 0:
+            raise GraphError(f"node {name!r}: output would be empty for input shape {in_shape}")
+        return out
     if isinstance(node, nir.Flatten):
         nd = len(in_shape)
         s, e = int(node.start_dim), int(node.end_dim)
@@ -166,14 +185,20 @@ def node_output_shape(name: str, node: Any, in_shape: tuple | None) -> tuple:
         return tuple(in_shape[:s]) + (math.prod(in_shape[s:e + 1]),) + tuple(in_shape[e + 1:])
     if isinstance(node, nir.Scale):
         sc = np.asarray(node.scale)
+        if sc.size == 0:
+            raise GraphError(f"node {name!r}: field 'scale' is empty")
         if sc.size > 1 and np.broadcast_shapes(sc.shape, in_shape) != tuple(in_shape):
             raise GraphError(f"node {name!r}: field 'scale' shape {sc.shape} does not broadcast to {in_shape}")
         return tuple(in_shape)
     if cv.is_neuron(node) or isinstance(node, (nir.Output, nir.Threshold, nir.Delay)):
-        for field in ("v_threshold", "r", "tau", "tau_mem"):
+        for field in ("v_threshold", "r", "tau", "tau_mem", "tau_syn", "v_leak"):
             arr = getattr(node, field, None)
-            if arr is not None and np.asarray(arr).size > 1:
-                if np.asarray(arr).shape != tuple(in_shape) and np.asarray(arr).size != math.prod(in_shape):
+            if arr is not None and np.asarray(arr).size != 1:
+                try:
+                    fits = np.broadcast_shapes(np.shape(arr), tuple(in_shape)) == tuple(in_shape)
+                except ValueError:
+                    fits = False
+                if not fits:
                     raise GraphError(f"node {name!r}: field {field!r} has shape {np.shape(arr)}, "
                                      f"input has shape {in_shape}")
         return tuple(in_shape)
@@ -208,8 +233,79 @@ def _check_finite(name: str, node: Any) -> None:
             raise GraphError(f"node {name!r}: field {field!r} contains NaN or inf")
 
 
+def _scalar(where: str, key: str, v: Any, kind: str, lo: float | None = None, hi: float | None = None) -> None:
+    """One ``snnc.`` metadata value: kind "int", "real", "bool" or "str"; raises GraphError naming it."""
+    a = np.asarray(v)
+    ok = a.ndim == 0 and (
+        (kind == "int" and a.dtype.kind in "iu") or (kind == "real" and a.dtype.kind in "iuf" and np.isfinite(a))
+        or (kind == "bool" and (a.dtype.kind == "b" or (a.dtype.kind in "iu" and int(a) in (0, 1))))
+        or (kind == "str" and isinstance(v, str)))
+    if ok and lo is not None and not lo <= float(a) <= hi:
+        ok = False
+    if not ok:
+        rng = f" in [{lo:g}, {hi:g}]" if lo is not None else ""
+        raise GraphError(f"{where}: metadata field {key!r} must be a single {kind}{rng}, got {v!r}")
+
+
+GRAPH_META = {cv.KIND: ("str",), cv.INPUT_SCALE: ("real", 1e-300, 1e300), cv.INPUT_BITS: ("int", 1, 24),
+              cv.INPUT_SIGNED: ("bool",), cv.VERSION: ("int",), "snnc.input_max": ("real", 0, 1e300)}
+NODE_META = {cv.RESET: ("str",), cv.DU: ("int", 0, 4095), cv.DV: ("int", 0, 4095), cv.READOUT: ("bool",),
+             cv.WEIGHT_EXP: ("int", -24, 24), cv.WEIGHT_BITS: ("int", 1, 8), cv.BINARY: ("bool",),
+             "snnc.scale": ("real", 1e-300, 1e300)}
+
+
+def _check_metadata(graph: Graph, shapes: dict[str, tuple]) -> None:
+    """Types and ranges of the ``snnc.`` metadata that snnc itself reads (conventions.py)."""
+    for key, spec in GRAPH_META.items():
+        if key in (graph.metadata or {}):
+            _scalar("graph", key, cv.meta(graph, key), *spec)
+    kind = cv.meta(graph, cv.KIND, cv.FLOAT)
+    if kind not in (cv.FLOAT, cv.INTEGER):
+        raise GraphError(f"graph: metadata field {cv.KIND!r} must be 'float' or 'integer', got {kind!r}")
+    for name, node in graph.nodes.items():
+        md = getattr(node, "metadata", None) or {}
+        if not isinstance(md, dict):
+            raise GraphError(f"node {name!r}: field 'metadata' must be a dict, got {type(md).__name__}")
+        for key, spec in NODE_META.items():
+            if key in md:
+                _scalar(f"node {name!r}", key, cv.meta(node, key), *spec)
+        if cv.RESET in md and cv.reset_mode(node) not in ("subtract", "zero"):
+            raise GraphError(f"node {name!r}: metadata field {cv.RESET!r} must be 'subtract' or 'zero', "
+                             f"got {cv.reset_mode(node)!r}")
+        if cv.V_INIT in md:
+            a = np.asarray(cv.meta(node, cv.V_INIT))
+            if a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)) or (
+                    a.ndim and a.shape != tuple(shapes[name]) and a.size != math.prod(shapes[name])):
+                raise GraphError(f"node {name!r}: metadata field {cv.V_INIT!r} must be finite numbers, one or one per "
+                                 f"neuron {tuple(shapes[name])}, got {a.dtype} {a.shape}")
+
+
+DENSE_MANT_MAX = 2 ** 8  # Lava Dense: 8-bit signed weight mantissa (m * 2**(9 - bits))
+CONV_WEIGHT_MAX = 2 ** 16  # Lava Conv: integer weights (snnc folds the exponent in: m * 2**(9 - bits + e))
+BIAS_MAX = 2 ** 20  # bias_mant (13 bits) << bias_exp (<= 7)
+
+
+def _check_integer_fields(graph: Graph) -> None:
+    """Integer graphs: synapse weights and biases are integers (times 2**weight_exp) inside Lava's fields."""
+    for name, node in graph.nodes.items():
+        if not isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d)):
+            continue
+        w = np.asarray(node.weight, dtype=np.float64)
+        if isinstance(node, nir.Conv2d):
+            field, vals, lim = "weight", w, CONV_WEIGHT_MAX
+        else:
+            field, vals, lim = "weight (mantissa)", w / 2.0 ** int(cv.meta(node, cv.WEIGHT_EXP, 0)), DENSE_MANT_MAX
+        if vals.size and np.abs(vals).max() > lim:
+            raise GraphError(f"node {name!r}: field {field!r} holds {np.abs(vals).max():g}, beyond Lava's field "
+                             f"(|value| <= {lim}) in an integer graph")
+        b = np.asarray(getattr(node, "bias", 0.0), dtype=np.float64)
+        if b.size and (np.abs(b).max() > BIAS_MAX or np.any(b != np.round(b))):
+            raise GraphError(f"node {name!r}: field 'bias' must hold integers with |bias| <= {BIAS_MAX} in an "
+                             "integer graph")
+
+
 def validate(graph: Graph) -> dict[str, tuple]:
-    """Check edges, acyclicity, one Input/Output, shapes, finite arrays; returns the inferred shapes."""
+    """Check edges, acyclicity, one Input/Output, shapes, finite arrays, ``snnc.`` metadata; returns the shapes."""
     if not isinstance(graph, nir.NIRGraph):
         raise GraphError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     input_name(graph)
@@ -219,6 +315,9 @@ def validate(graph: Graph) -> dict[str, tuple]:
             raise GraphError(f"node {name!r} is a nested NIRGraph; flatten subgraphs before compiling")
         _check_finite(name, node)
     shapes = infer_shapes(graph)
+    _check_metadata(graph, shapes)
+    if cv.graph_kind(graph) == cv.INTEGER:
+        _check_integer_fields(graph)
     g = to_networkx(graph)
     out = output_name(graph)
     for name in graph.nodes:

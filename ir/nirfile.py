@@ -61,9 +61,143 @@ def _for_writing(graph: nir.NIRGraph) -> nir.NIRGraph:
     return nir.NIRGraph(nodes=graph.nodes, edges=list(graph.edges), metadata=md)
 
 
+KNOWN_TYPES = ("Affine", "AvgPool2d", "Conv1d", "Conv2d", "CubaLIF", "Delay", "Flatten", "I", "IF", "Input", "LI",
+               "LIF", "Linear", "NIRGraph", "Output", "Scale", "SumPool2d", "Threshold")  # nir 1.0.4's node types
+REAL_FIELDS = ("weight", "bias", "r", "v_threshold", "tau", "tau_mem", "tau_syn", "v_leak", "scale", "delay",
+               "threshold", "w_in")  # arrays of real numbers
+INT_FIELDS = ("stride", "dilation", "groups", "kernel_size", "start_dim", "end_dim", "input_shape", "shape")
+INT_LIMIT = 2 ** 31  # integer parameters (shapes, strides) beyond this are corrupt, not a network
+
+
+def _check_global_heaps(p: Path) -> None:
+    """Walk every HDF5 global heap collection ("GCOL", where variable-length strings live) the way libhdf5 does and
+    reject one whose object sizes would make libhdf5 loop forever or read past the collection (a corrupt file
+    seen by the fuzzer made ``h5py`` hang in ``H5HG`` deserialisation)."""
+    import mmap
+    import re
+
+    with open(p, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            for m in re.finditer(b"GCOL\x01", mm):
+                o = m.start()
+                coll = int.from_bytes(mm[o + 8:o + 16], "little")
+                end = o + coll
+                if coll < 16 or end > size:
+                    raise NIRFileError(f"{p}: corrupt HDF5 global heap at byte {o}: collection size {coll} does not "
+                                       f"fit the file ({size} bytes); is the file truncated or damaged?")
+                q = o + 16
+                while q < end:
+                    if q + 16 > end:
+                        break  # libhdf5 treats a tail too short for a header as free space
+                    idx = int.from_bytes(mm[q:q + 2], "little")
+                    obj = int.from_bytes(mm[q + 8:q + 16], "little")
+                    need = 16 + ((obj + 7) // 8) * 8 if idx > 0 else obj
+                    if need == 0 or q + need > end:
+                        raise NIRFileError(f"{p}: corrupt HDF5 global heap at byte {o}: object {idx} at byte {q} has "
+                                           f"size {obj}, which does not fit its collection; the file is damaged")
+                    q += need
+
+
+def _type_name(p: Path, name: str, nd: Any) -> str:
+    if not isinstance(nd, dict):
+        raise NIRFileError(f"{p}: node {name!r}: expected an HDF5 group, found a {type(nd).__name__}")
+    if "type" not in nd:
+        raise NIRFileError(f"{p}: node {name!r}: missing field 'type'")
+    t = nd["type"]
+    if not isinstance(t, str) or t not in KNOWN_TYPES:
+        raise NIRFileError(f"{p}: node {name!r}: unknown node type {t!r} (NIR 1.0 types: {', '.join(KNOWN_TYPES)})")
+    return t
+
+
+def _check_fields(p: Path, name: str, t: str, nd: dict) -> None:
+    """dtype and value checks of one node's fields before nir builds it (names file, node, field)."""
+    for field, val in nd.items():
+        if field in ("type", "metadata", "input_type", "output_type"):
+            continue
+        a = np.asarray(val) if not isinstance(val, dict) else None
+        if field in REAL_FIELDS:
+            if a is None or a.dtype.kind not in "biuf":
+                raise NIRFileError(f"{p}: node {name!r}: field {field!r} has dtype "
+                                   f"{'group' if a is None else a.dtype}, expected an array of real numbers")
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)) and not (
+                    field == "v_threshold" and not np.any(np.isnan(a)) and np.all(a[~np.isfinite(a)] > 0)):
+                raise NIRFileError(f"{p}: node {name!r}: field {field!r} contains NaN or inf")
+        elif field in INT_FIELDS or (field == "padding" and a is not None and a.dtype.kind in "biuf"):
+            if a is None or a.dtype.kind not in "biuf" or (a.dtype.kind == "f" and not np.all(np.isfinite(a))) \
+                    or not np.all(a == np.round(a)):
+                raise NIRFileError(f"{p}: node {name!r}: field {field!r} must hold integers, has "
+                                   f"{'a group' if a is None else f'dtype {a.dtype}'}")
+            if a.ndim > 1 or np.any(np.abs(a) >= INT_LIMIT):
+                raise NIRFileError(f"{p}: node {name!r}: field {field!r} = {a.tolist()} is not a valid "
+                                   "shape/size parameter")
+        elif field == "padding":
+            if a is None or a.dtype.kind not in "SUO" or a.size != 1:
+                raise NIRFileError(f"{p}: node {name!r}: field 'padding' must be integers or 'same'/'valid'")
+    for field in ("input_type", "output_type"):
+        val = nd.get(field)
+        if val is None:
+            continue
+        for k, v in (val.items() if isinstance(val, dict) else [("", val)]):  # Flatten stores a bare shape
+            a = np.asarray(v)
+            if a.dtype.kind not in "biu" or a.ndim > 1 or np.any(a < 0) or np.any(a >= INT_LIMIT):
+                raise NIRFileError(f"{p}: node {name!r}: field '{field}{'/' * bool(k)}{k}' must be a 1-D array of non-negative "
+                                   f"integers, got {a.dtype} {a.shape}")
+
+
+def _build(p: Path, d: dict) -> nir.NIRGraph:
+    """The NIRGraph of an HDF5 dict (``nir.serialization.hdf2dict``), one node at a time so errors name it."""
+    import nir.ir as nir_ir
+
+    if not isinstance(d.get("type"), str) or d.get("type") != "NIRGraph":
+        raise NIRFileError(f"{p}: top-level node has type {d.get('type')!r}, expected 'NIRGraph'")
+    for field in ("nodes", "edges"):
+        if field not in d:
+            raise NIRFileError(f"{p}: top-level graph: missing field {field!r}")
+    if not isinstance(d["nodes"], dict):
+        raise NIRFileError(f"{p}: top-level graph: field 'nodes' must be a group")
+    nodes = {}
+    for name, nd in d["nodes"].items():
+        t = _type_name(p, name, nd)
+        if t == "NIRGraph":
+            raise NIRFileError(f"{p}: node {name!r} is a nested NIRGraph; snnc reads flat graphs only")
+        _check_fields(p, name, t, nd)
+        md = nd.get("metadata", {})
+        if not isinstance(md, dict):
+            raise NIRFileError(f"{p}: node {name!r}: field 'metadata' must be a group")
+        try:
+            nodes[name] = nir_ir.dict2NIRNode(dict(nd))
+        except KeyError as e:
+            raise NIRFileError(f"{p}: node {name!r} ({t}): missing field {e}") from None
+        except Exception as e:  # nir's constructors check shapes and types with assert/ValueError/TypeError
+            raise NIRFileError(f"{p}: node {name!r} ({t}): invalid fields ({type(e).__name__}: {e})") from None
+    edges = np.asarray(d["edges"], dtype=object)
+    if edges.size == 0:
+        edges = edges.reshape(0, 2)
+    if edges.ndim != 2 or edges.shape[1] != 2:
+        raise NIRFileError(f"{p}: top-level graph: field 'edges' must be an (n, 2) array of node names, has shape "
+                           f"{edges.shape}")
+    pairs = []
+    for a, b in edges:
+        a, b = (x.decode(errors="replace") if isinstance(x, bytes) else x for x in (a, b))
+        if not isinstance(a, str) or not isinstance(b, str):
+            raise NIRFileError(f"{p}: top-level graph: field 'edges' must hold node names, holds {a!r} -> {b!r}")
+        pairs.append((a, b))
+    md = d.get("metadata", {})
+    if not isinstance(md, dict):
+        raise NIRFileError(f"{p}: top-level graph: field 'metadata' must be a group")
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=pairs, metadata=md)
+    except Exception as e:  # nir checks edge ends and types when building a graph
+        raise NIRFileError(f"{p}: invalid graph ({type(e).__name__}: {e})") from None
+
+
 def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
     """Read an NIR HDF5 file; every failure becomes ``NIRFileError`` naming the file (and node/field if known)."""
     import h5py
+    from nir.serialization import hdf2dict
 
     p = Path(path)
     if not p.exists():
@@ -75,25 +209,21 @@ def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
             raise NIRFileError(f"{p}: not an HDF5 file (NIR files are HDF5; is it truncated or a torch checkpoint?)")
     except OSError as e:
         raise NIRFileError(f"{p}: cannot be read ({e})") from None
+    _check_global_heaps(p)
     try:
         with h5py.File(p, "r") as f:
             if "node" not in f:
                 raise NIRFileError(f"{p}: HDF5 file has no 'node' group, so it is not an NIR file")
-            node = f["node"]
-            if "type" not in node:
+            if not isinstance(f["node"], h5py.Group):
+                raise NIRFileError(f"{p}: 'node' is not an HDF5 group, so it is not an NIR file")
+            if "type" not in f["node"]:
                 raise NIRFileError(f"{p}: 'node' group has no 'type' field")
-        graph = nir.read(p)
+            d = hdf2dict(f["node"])
     except NIRFileError:
         raise
-    except KeyError as e:
-        raise NIRFileError(f"{p}: missing field {e} in an NIR node") from None
-    except ValueError as e:
-        raise NIRFileError(f"{p}: {e}") from None
-    except Exception as e:  # h5py/nir raise many types for damaged files
-        raise NIRFileError(f"{p}: malformed NIR file ({type(e).__name__}: {e})") from None
-    if not isinstance(graph, nir.NIRGraph):
-        raise NIRFileError(f"{p}: top-level node is a {type(graph).__name__}, expected an NIRGraph")
-    graph = _normalise(graph)
+    except Exception as e:  # h5py raises OSError/KeyError/RuntimeError/ValueError... for damaged files
+        raise NIRFileError(f"{p}: damaged HDF5 file ({type(e).__name__}: {e})") from None
+    graph = _normalise(_build(p, d))
     from .graph import validate
 
     try:

@@ -104,9 +104,29 @@ class _Layer:
         elif isinstance(node, nir.IF):
             vth = np.broadcast_to(np.asarray(node.v_threshold, dtype=np.float64), shape)
             r = np.asarray(node.r, dtype=np.float64)
+        elif isinstance(node, (nir.LIF, nir.LI, nir.CubaLIF)):
+            vth = np.full(shape, np.inf) if isinstance(node, nir.LI) else \
+                np.broadcast_to(np.asarray(node.v_threshold, dtype=np.float64), shape)
+            r = np.ones(shape)
         else:
-            raise GraphError(f"node {name!r}: the simulator runs IF and I neurons; {type(node).__name__} "
-                             "needs the NIR import lowering first")
+            raise GraphError(f"node {name!r}: the simulator runs IF, LIF, CubaLIF, LI and I neurons; "
+                             f"{type(node).__name__} needs the NIR import lowering first")
+        # leaky neurons in canonical discrete time (dt = 1 step, forward Euler, see compiler/frontend/nir_import):
+        # u <- alpha u + g_u a;  v <- beta v + g_v (u or a) + bias, beta = 1 - 1/tau, g_v = r/tau (1 = no gain)
+        self.leaky = isinstance(node, (nir.LIF, nir.LI, nir.CubaLIF))
+        if self.leaky:
+            def _dec(tau, gain):
+                t = np.broadcast_to(np.asarray(tau, dtype=np.float64), shape)
+                g = np.broadcast_to(np.asarray(gain, dtype=np.float64), shape)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    gg = np.where(np.isinf(t) & np.isinf(g), 1.0, g / t)
+                return (torch.as_tensor(1.0 - 1.0 / t, dtype=torch.float64, device=dev),
+                        torch.as_tensor(gg, dtype=torch.float64, device=dev))
+            cuba = isinstance(node, nir.CubaLIF)
+            self.beta, self.gain_v = _dec(node.tau_mem if cuba else node.tau, node.r)
+            self.alpha, self.gain_u = _dec(node.tau_syn, node.w_in) if cuba else (None, None)
+            if isinstance(node, nir.LI) or not np.all(np.isfinite(vth)):
+                self.readout = True
         r = np.broadcast_to(r, shape)
         v0 = cv.v_init(node, shape)
         if integer:
@@ -161,9 +181,19 @@ class _Layer:
             s = vv > self.vth6
             vv = torch.where(s, vv - self.vth6 if self.reset == "subtract" else torch.zeros_like(vv), vv)
             return uu, vv, s
-        vv = v + self.bias * self.r
-        if a is not None:
-            vv = vv + a * self.r
+        if self.leaky:
+            uu, drive = u, a
+            if self.alpha is not None:
+                uu = self.alpha * u + (a * self.gain_u if a is not None else 0.0)
+                drive = uu
+            vv = self.beta * v + self.gain_v * self.bias
+            if drive is not None:
+                vv = vv + self.gain_v * drive
+            u = uu
+        else:
+            vv = v + self.bias * self.r
+            if a is not None:
+                vv = vv + a * self.r
         if rng_v is not None:
             if a is not None:
                 rng_a[n] = max(rng_a[n], float((a + self.bias).abs().max()))
@@ -314,12 +344,17 @@ def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
 
 def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, rasters: bool = False,
              device: str = "cpu", strict: bool = False, record_final: bool = False,
-             progress: bool = False, track_ranges: bool = False) -> SimResult:
+             progress: bool = False, track_ranges: bool = False, engine: str = "auto") -> SimResult:
     """Run ``graph`` on inputs ``x`` (N, *input_shape), presented every step, for ``steps`` + depth steps.
 
     Integer graphs (``snnc.kind == "integer"``) run Lava's fixed-point arithmetic exactly; float graphs run the
     same dynamics in float64. The output is read as the readout layer's potential gathered over the last
-    ``steps`` steps (the first ``depth`` steps carry no input signal to it)."""
+    ``steps`` steps (the first ``depth`` steps carry no input signal to it).
+    engine: "auto" runs integer IF/I graphs on the exact float32/float64 engine (backends/cpu/exact_engine.py,
+    bit-identical, much faster) unless ``track_ranges`` or ``record_final`` is asked; "reference" forces the
+    int64 step loop below; "fast" forces the engine (error if the graph has layers it does not run)."""
+    if engine not in ("auto", "fast", "reference"):
+        raise ValueError(f"engine must be 'auto', 'fast' or 'reference', got {engine!r}")
     if steps < 1:
         raise ValueError("steps must be >= 1")
     plan = build_plan(graph)
@@ -358,7 +393,32 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
         from tqdm import tqdm
 
         bar = tqdm(total=N, desc="simulate", unit="sample")
-    for sl in _as_batches(N, batch_size):
+    from . import exact_engine as ee
+
+    use_fast = integer and not track_ranges and not record_final and ee.supported(layers)
+    if engine == "fast" and not use_fast:
+        raise GraphError("engine='fast' runs integer graphs of IF/I layers without track_ranges/record_final")
+    use_fast = use_fast and engine != "reference"
+    if use_fast:
+        with ee.exact_mode(dev):
+            in_max = float(np.abs(xin).max()) if xin.size else 0.0
+            conns = ee.plan_connections(syn, plan, in_max, dev, in_nonneg=bool(xin.size == 0 or xin.min() >= 0))
+            lplan = ee.plan_layers(layers, plan, conns, dev)
+            counter = ee._Counter(dev)
+            for sl in _as_batches(N, batch_size):
+                xb = torch.as_tensor(xin[sl], dtype=torch.float32 if in_max < 2 ** 24 else torch.float64,
+                                     device=dev)
+                br = ee.run_batch(plan, lplan, conns, xb, latency, counter, rast, sl)
+                logits[sl] = br.logits_diff / (64.0 * scale) / steps
+                potentials[sl] = br.potentials
+                for n, c in br.counts.items():
+                    counts[n][sl] = c
+                if bar is not None:
+                    bar.update(sl.stop - sl.start)
+            for (k, kind), c in counter.totals().items():
+                if c:
+                    events.setdefault(k, {})[kind] = events.get(k, {}).get(kind, 0) + c
+    for sl in ([] if use_fast else _as_batches(N, batch_size)):
         B = sl.stop - sl.start
         xb = torch.as_tensor(xin[sl], dtype=torch.float64, device=dev)
         dtype = torch.int64 if integer else torch.float64
@@ -388,6 +448,10 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
                 src = xb if c.src == plan.input else spikes[c.src]
                 if src is None:
                     buf[i] = None
+                    continue
+                if src is not xb and dev.type == "cpu" and not bool(src.any()):
+                    # a silent layer delivers exactly 0 (integer and float chains alike): skip its GEMM/conv
+                    buf[i] = torch.zeros((B,) + tuple(syn[i].out_shape), dtype=dtype, device=dev)
                     continue
                 srcf = src.to(torch.float64)
                 buf[i] = syn[i](srcf) if integer else syn[i].linear(srcf)

@@ -82,7 +82,7 @@ class LavaNetwork:
 
     source: RingBuffer feeding graded int32 input (Lava layout, one time slot, set per sample)
     neurons: neuron layer name -> NeuronLayer; synapses: connection key -> Synapse
-    sinks: spiking layer name -> sink RingBuffer recording its spikes over ``record_steps`` steps
+    sinks: neuron layer name -> sink RingBuffer recording its spikes over ``record_steps`` steps
     warnings: conditions under which Lava's arithmetic may not be exact (float32 conv accumulation)
     """
 
@@ -205,7 +205,7 @@ def _conv_spec(graph: Graph, name: str, in_shape: tuple) -> tuple[np.ndarray, di
 def emit(graph: Graph, record_steps: int = 0) -> LavaNetwork:
     """Build (uncompiled) Lava processes for the integer ``graph`` and connect their ports.
 
-    record_steps > 0 adds a sink RingBuffer of that many steps on every spiking layer's s_out.
+    record_steps > 0 adds a sink RingBuffer of that many steps on every neuron layer's s_out.
     Raises GraphError / QuantizationError / UnsupportedLayerError naming the node, BackendError without lava."""
     import_lava()
     from lava.proc.conv.process import Conv
@@ -292,11 +292,11 @@ def emit(graph: Graph, record_steps: int = 0) -> LavaNetwork:
         node = graph.nodes[n]
         shape = tuple(plan.shapes[n])
         lshape = lava_shape(shape, n)
-        readout = isinstance(node, nir.I) or bool(cv.meta(node, cv.READOUT, False))
-        if not isinstance(node, (nir.IF, nir.I)):
-            raise UnsupportedLayerError(f"node {n!r}: the Lava backend runs IF and I neurons, not "
-                                        f"{type(node).__name__}")
-        if not np.all(np.asarray(node.r) == 1):
+        readout = isinstance(node, (nir.I, nir.LI)) or bool(cv.meta(node, cv.READOUT, False))
+        if not isinstance(node, (nir.IF, nir.I, nir.LIF, nir.CubaLIF, nir.LI)):  # leaky: decays in snnc.du/dv
+            raise UnsupportedLayerError(f"node {n!r}: the Lava backend runs IF, LIF, CubaLIF, LI and I neurons, "
+                                        f"not {type(node).__name__}")
+        if isinstance(node, (nir.IF, nir.I)) and not np.all(np.asarray(node.r) == 1):
             raise QuantizationError(f"node {n!r}: field 'r' must be 1 in an integer graph")
         reset = cv.reset_mode(node)
         if reset not in ("subtract", "zero"):
@@ -337,8 +337,7 @@ def emit(graph: Graph, record_steps: int = 0) -> LavaNetwork:
         s.process.a_out.connect(neurons[c.dst].process.a_in)
     sinks: dict[str, Any] = {}
     if record_steps > 0:
-        for n, L in neurons.items():
-            if L.spiking:
-                sinks[n] = Sink(shape=L.lava_shape, buffer=int(record_steps))
-                L.process.s_out.connect(sinks[n].a_in)
+        for n, L in neurons.items():  # the readout too: its (absent) spikes are measured, not assumed
+            sinks[n] = Sink(shape=L.lava_shape, buffer=int(record_steps))
+            L.process.s_out.connect(sinks[n].a_in)
     return LavaNetwork(graph, plan, source, neurons, synapses, sinks, int(record_steps), in_lshape, warnings)

@@ -106,7 +106,7 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
     t_start = time.perf_counter()
     with deadline(timeout_s, "Lava run"):
         latency = steps + build_plan(graph).depth
-        net = emit(graph, record_steps=latency)  # spike sinks on every spiking layer (counts need them)
+        net = emit(graph, record_steps=latency)  # spike sinks on every neuron layer (counts need them)
         xin = _prepare_input(graph, net, x)
         N = xin.shape[0]
         plan = net.plan
@@ -114,7 +114,7 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
         scale = float(cv.meta(graph.nodes[plan.readout], "snnc.scale", 1.0))
         spiking = [n for n, L in net.neurons.items() if L.spiking]
         counts = {n: np.zeros((N,) + L.nir_shape, dtype=np.int32) for n, L in net.neurons.items()}
-        rast = ({n: np.zeros((latency, N) + net.neurons[n].nir_shape, dtype=bool) for n in spiking}
+        rast = ({n: np.zeros((latency, N) + L.nir_shape, dtype=bool) for n, L in net.neurons.items()}
                 if rasters else None)
         final = ({n: {"u": np.zeros((N,) + L.nir_shape, np.int64), "v": np.zeros((N,) + L.nir_shape, np.int64)}
                   for n, L in net.neurons.items()} if record_final else None)
@@ -127,6 +127,7 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
         compile_s = 0.0
         t0 = t_start
         try:
+            net.source.data.init = xin[0][..., None]  # sample 0 runs from the initial values
             try:
                 anchor.create_runtime(run_cfg=cfg)
             except SnncError:
@@ -141,19 +142,20 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
                 bar = tqdm(total=N, desc="lava", unit="sample")
             for i in range(N):
                 try:
-                    net.source.data.set(xin[i][..., None])
-                    for L in net.neurons.values():
-                        L.process.u.set(np.zeros(L.lava_shape, dtype=np.int32))
-                        L.process.v.set(L.v0.astype(np.int32))
-                    for s in net.synapses.values():
-                        buf = s.buffer_var
-                        buf.set(np.zeros(buf.shape, dtype=np.int32))
+                    if i > 0:  # the runtime starts on the first run(); set() needs a started runtime
+                        net.source.data.set(xin[i][..., None])
+                        for L in net.neurons.values():
+                            L.process.u.set(np.zeros(L.lava_shape, dtype=np.int32))
+                            L.process.v.set(L.v0.astype(np.int32))
+                        for s in net.synapses.values():
+                            buf = s.buffer_var
+                            buf.set(np.zeros(buf.shape, dtype=np.int32))
                     anchor.run(condition=RunSteps(num_steps=plan.depth), run_cfg=cfg)
                     v_before = from_lava(readout.process.v.get(), nd[plan.readout]).astype(np.int64)
                     if steps > 0:
                         anchor.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
                     v_end = from_lava(readout.process.v.get(), nd[plan.readout]).astype(np.int64)
-                    for n in spiking:
+                    for n in net.neurons:
                         data = net.sinks[n].data.get()  # (*lava_shape, latency), slot t = step t
                         r = from_lava(np.moveaxis(data, -1, 0), nd[n]) != 0
                         counts[n][i] = r.sum(0)

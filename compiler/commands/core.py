@@ -29,6 +29,9 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-steps", type=int, default=64, help="steps of the float run that measures potential "
                    "ranges (use the largest T you will run)")
     p.add_argument("--float-output", help="also write the float (unquantized) graph here")
+    from snnc.compiler.commands._binarize import add_binarize_args
+
+    add_binarize_args(p)
     add_json(p)
 
 
@@ -58,6 +61,9 @@ def run_compile(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     c = compile_any(args)
+    from snnc.compiler.commands._binarize import apply_binarize, print_binarize_table
+
+    c, bin_rep = apply_binarize(args, c)  # bin_rep: weight bytes/accuracy before/after, per-layer binarization
     write(c.int_graph, args.output)
     if args.float_output:
         write(c.float_graph, args.float_output)
@@ -67,8 +73,11 @@ def run_compile(args: argparse.Namespace) -> int:
     if args.json:
         from snnc.compiler.cli import print_json
 
-        print_json({"output": str(args.output), "seconds": secs, "stages": c.seconds,
-                    "input_scale": c.report.input_scale, "layers": layers})
+        out = {"output": str(args.output), "seconds": secs, "stages": c.seconds,
+               "input_scale": c.report.input_scale, "layers": layers}
+        if bin_rep is not None:  # "layers" become the binarization rows; the quantization rows move
+            out.update({"quant_layers": layers, **bin_rep})
+        print_json(out)
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -80,6 +89,8 @@ def run_compile(args: argparse.Namespace) -> int:
         syn = "; ".join(f"{k}: {v['weight_exp']}, {v['bits']}b, {v['max_rel_error']:.4f}" for k, v in lq.synapses.items())
         t.add_row(lq.name, f"{lq.scale:.2f}", str(lq.vth if lq.vth is not None else "-"), lq.limit, syn)
     Console().print(t)
+    if bin_rep is not None:
+        print_binarize_table(bin_rep)
     return 0
 
 

@@ -9,6 +9,7 @@ Flatten -> nir.Flatten; Dropout/Identity -> dropped. The network output feeds a 
 """
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,6 +21,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from snnc.compiler.train.clip_floor import ClipFloor
 from snnc.ir import conventions as cv
 from snnc.ir.errors import DataError, UnsupportedLayerError
 
@@ -53,11 +55,31 @@ class Lowering:
     opts: ConvertOptions
     value: dict[str, str] = field(default_factory=dict)  # fx node name -> NIR node producing its value
     gm: Any = None
+    sums: dict[str, list[str]] = field(default_factory=dict)  # pending residual add/cat -> NIR sources (fan-in)
 
     def add(self, name: str, node: Any, inputs: list[str]) -> str:
+        """Add a node fed by ``inputs``. A pending sum (residual add/cat) becomes one edge per operand (fan-in)
+        into a neuron layer; a linear node reading one is distributed over the operands (op(a + b) = op(a) +
+        op(b), the bias kept once) and its result is again a pending sum named ``name``."""
+        pending = [i for i in inputs if i in self.sums]
+        if pending and not cv.is_neuron(node):
+            if len(inputs) != 1 or not cv.is_linear(node):
+                raise UnsupportedLayerError(f"layer {name!r} ({type(node).__name__}) cannot read the residual "
+                                            f"add/cat {pending[0]!r}; put a ReLU/ClipFloor after the add")
+            parts = []
+            for k, p in enumerate(self.sums[inputs[0]]):
+                cp = copy.deepcopy(node)
+                if k and getattr(cp, "bias", None) is not None:
+                    cp.bias = np.zeros_like(np.asarray(cp.bias, dtype=np.float64))
+                parts.append(self.add(f"{name}.sum{k}", cp, [p]))
+            self.sums[name] = parts
+            return name
         self.nodes[name] = node
         for i in inputs:
-            self.edges.append((i, name))
+            if i in self.sums:
+                self.edges.extend((p, name) for p in self.sums[i])
+            else:
+                self.edges.append((i, name))
         return name
 
 
@@ -95,6 +117,18 @@ def emit_if(low: Lowering, name: str, src: str, theta: float, method: str) -> st
 
 def _relu(low: Lowering, n: torch.fx.Node, mod: Any) -> str:
     return emit_if(low, n.name, _src(low, n, n.args[0]), threshold_from(low, n.name), low.opts.method)
+
+
+def _clip_floor(low: Lowering, n: torch.fx.Node, mod: Any) -> str:
+    """QCFS ClipFloor: the trained bound lambda is the threshold (no calibration), method "qcfs"."""
+    return emit_if(low, n.name, _src(low, n, n.args[0]), mod.threshold, "qcfs")
+
+
+def _maxpool(low: Lowering, n: torch.fx.Node, mod: Any = None) -> str:
+    raise UnsupportedLayerError(
+        f"layer {n.target if n.op == 'call_module' else n.name!r} (MaxPool2d): max-pooling has no exact rate-coded spiking form; snnc's rule is to train "
+        "with average pooling: call snnc.compiler.train.maxpool.swap_maxpool(model) before training (or "
+        "fine-tune after swapping)")
 
 
 def _conv2d(low: Lowering, n: torch.fx.Node, m: nn.Conv2d) -> str:
@@ -193,7 +227,8 @@ def _identity(low: Lowering, n: torch.fx.Node, m: Any) -> str:
 MODULE_RULES: dict[type, Callable] = {
     nn.Conv2d: _conv2d, nn.Linear: _linear, nn.BatchNorm2d: _batchnorm, nn.BatchNorm1d: _batchnorm,
     nn.ReLU: _relu, nn.AvgPool2d: _avgpool, nn.AdaptiveAvgPool2d: _adaptive_avgpool, nn.Flatten: _flatten,
-    nn.Dropout: _identity, nn.Dropout2d: _identity, nn.Identity: _identity,
+    nn.Dropout: _identity, nn.Dropout2d: _identity, nn.Identity: _identity, ClipFloor: _clip_floor,
+    nn.MaxPool2d: _maxpool,
 }
 
 
@@ -221,18 +256,23 @@ def _fn_dropout(low: Lowering, n: torch.fx.Node) -> str:
 
 FUNCTION_RULES: dict[Any, Callable] = {
     torch.flatten: _fn_flatten, F.relu: _fn_relu, torch.relu: _fn_relu, F.avg_pool2d: _fn_avgpool,
-    F.dropout: _fn_dropout,
+    F.dropout: _fn_dropout, F.max_pool2d: lambda low, n: _maxpool(low, n),
 }
 METHOD_RULES: dict[str, Callable] = {"flatten": _fn_flatten, "relu": _fn_relu}
 # module types whose outputs are recorded during calibration (threshold balancing reads them)
-ACTIVATION_MODULES: tuple = (nn.ReLU,)
+ACTIVATION_MODULES: tuple = (nn.ReLU, ClipFloor)
 ACTIVATION_FUNCTIONS: tuple = (F.relu, torch.relu)
 
 
 def trace(model: nn.Module) -> torch.fx.GraphModule:
     """Symbolically trace ``model``; failures name the construct fx could not trace."""
+    class _Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # modules with a rule are leaves
+            return type(m) in MODULE_RULES or super().is_leaf_module(m, qualname)
+
     try:
-        return torch.fx.symbolic_trace(model)
+        graph = _Tracer().trace(model)
+        return torch.fx.GraphModule(model, graph, type(model).__name__)
     except Exception as e:  # fx raises TraceError, TypeError, ... for data-dependent control flow
         raise UnsupportedLayerError(f"torch.fx could not trace {type(model).__name__}: {type(e).__name__}: {e} "
                                     "(snnc needs a statically traceable forward)") from None
@@ -325,10 +365,10 @@ def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None 
             if not isinstance(arg, torch.fx.Node):
                 raise UnsupportedLayerError("models must return a single tensor")
             out_src = low.value[arg.name]
-            out_shape = shapes[arg.name]
+            out_shape = low.shapes[arg.name]
     if out_src is None:
         raise UnsupportedLayerError("model has no output")
-    if out_src == "input" or isinstance(low.nodes[out_src], nir.IF):
+    if out_src not in low.sums and (out_src == "input" or isinstance(low.nodes[out_src], nir.IF)):
         raise UnsupportedLayerError("the model's last layer must be a weighted layer (Linear/Conv), "
                                     "read out as a membrane potential")
     ro = nir.I(r=np.ones(out_shape))
@@ -341,3 +381,6 @@ def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None 
 
     validate(graph)
     return graph
+
+
+from snnc.compiler.frontend import residual as _residual  # noqa: E402,F401  (registers add/cat rules)

@@ -12,6 +12,8 @@ largest value for which (checked per layer, recorded in the report):
 Each synapse then gets weight_exp e and mantissas m, |m| <= 2**(bits-1) - 1, with
   W_eff = m * 2**(9 - bits + e)  (Lava Dense holds m * 2**(9 - bits), valid unchanged in every sign mode)
 Conv synapses keep e >= bits - 9 (Lava's Conv has no exponent: its weights are W_eff, integers).
+Binary synapses (``snnc.binary``, passes/binarize.py) keep exactly two integer values +-K per scale group: per-layer
+alpha is folded into lam (alpha*lam = 2**k; m = +-1 in a 2-bit Dense field), per-channel alpha keeps mantissas +-m_c.
 Input: graded 8-bit spikes x_int = clip(round(x / s_x)), s_x = max|x_calib| / 127 (255 when x >= 0).
 """
 from __future__ import annotations
@@ -41,6 +43,9 @@ class LayerQuant:
     synapses: dict[str, dict] = field(default_factory=dict)  # synapse -> {weight_exp, bits, max_rel_error}
     worst_a: int = 0
     observed_v: float = 0.0  # in a_in units (x lam)
+    # overflow accounting in Lava's own units vs its fields: u_worst/u_observed (a_in << 6, 24-bit, wraps at
+    # 2**23), v_observed (24-bit, saturates at 2**23 - 1), bias_max (a_in units; bias_mant 13 bits << bias_exp 7)
+    ranges: dict[str, float] = field(default_factory=dict)
 
     def max_rel_error(self) -> float:
         return max((s["max_rel_error"] for s in self.synapses.values()), default=0.0)
@@ -72,6 +77,57 @@ def _row_abs_sum(node, w: np.ndarray) -> np.ndarray:
     else:
         pos, neg = np.clip(w, 0, None).sum(1), np.clip(-w, 0, None).sum(1)
     return np.maximum(pos, neg)
+
+
+def leaky_decays(n: str, node) -> tuple[int, int]:
+    """Lava (du, dv) of a canonical leaky neuron (nir_import's form: dt = 1 step, r = tau, w_in = tau_syn).
+
+    dv = round(4096 / tau_mem) (v <- v (4096 - dv) / 4096); du = round(4096 / tau_syn) - 1 (Lava adds ds_offset
+    1); a LIF/LI has no current memory (du = 4095). Both are 12-bit and one value per layer."""
+    cuba = isinstance(node, nir.CubaLIF)
+
+    def one(field: str, gain_field: str, offset: int) -> int:
+        tau = np.asarray(getattr(node, field), dtype=np.float64)
+        gain = np.asarray(getattr(node, gain_field), dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ok = np.where(np.isinf(tau), np.isinf(gain), np.isclose(gain, tau, rtol=1e-9))
+        if not np.all(ok):
+            raise QuantizationError(f"layer {n!r}: field {gain_field!r} must equal {field!r} (unit input gain; "
+                                    "lower NIR graphs with snnc.compiler.frontend.nir_import first)")
+        if tau.size > 1 and np.ptp(tau) > 0:
+            raise QuantizationError(f"layer {n!r}: field {field!r} differs between neurons; Lava's "
+                                    "du/dv are one value per layer")
+        t = float(tau.ravel()[0])
+        d = int(round(cv.DECAY_UNITY / t)) - offset if np.isfinite(t) else -offset
+        if not 0 <= d <= cv.DECAY_UNITY - 1:
+            raise QuantizationError(
+                f"layer {n!r}: field {field!r} = {t:g} steps needs {'du' if offset else 'dv'} = {d}, outside "
+                f"Lava's 12-bit [0, 4095]" + (" (a memoryless neuron, tau = 1 step, is not expressible)"
+                                              if d > 4095 else " (Lava's current always decays by >= 1/4096)"))
+        return d
+
+    dv = one("tau_mem" if cuba else "tau", "r", 0)
+    du = one("tau_syn", "w_in", 1) if cuba else cv.DECAY_UNITY - 1
+    return du, dv
+
+
+def _is_pow2(x: float) -> bool:
+    return x > 0 and math.isfinite(x) and abs(math.log2(x) - round(math.log2(x))) < 1e-9
+
+
+def _snap_binary_scale(g: Graph, weights: dict, lam: float, limit: str) -> tuple[float, str]:
+    """Fold a per-layer binary alpha into the layer's scale: the largest lam' <= lam with alpha*lam' = 2**k.
+
+    Then the layer's integer weights are +-2**k exactly (the threshold round(theta*lam') absorbs alpha).
+    Only the first per-layer binary synapse into a layer can be snapped; lam' > lam/2 keeps every range safe."""
+    for sname, (w, _) in weights.items():
+        snode = g.nodes[sname]
+        if cv.meta(snode, cv.BINARY, False) and cv.meta(snode, "snnc.binary_scale") == "layer":
+            alpha = float(np.abs(w).max()) if w.size else 0.0
+            if alpha > 0 and alpha * lam >= 1:
+                return 2.0 ** math.floor(math.log2(alpha * lam)) / alpha, limit + " (binary alpha folded)"
+            break
+    return lam, limit
 
 
 def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, calib: np.ndarray | None = None,
@@ -106,7 +162,8 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
     layers = []
     for n in plan.neurons:
         node = g.nodes[n]
-        readout = isinstance(node, nir.I) or bool(cv.meta(node, cv.READOUT, False))
+        readout = isinstance(node, (nir.I, nir.LI)) or bool(cv.meta(node, cv.READOUT, False))
+        decays = leaky_decays(n, node) if isinstance(node, (nir.LIF, nir.LI, nir.CubaLIF)) else None
         if isinstance(node, nir.IF):
             th = np.asarray(node.v_threshold, dtype=np.float64)
             if th.size and np.ptp(th) > 0:
@@ -116,11 +173,15 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
                 raise QuantizationError(f"layer {n!r}: field 'v_threshold' must be positive and finite, got {theta}")
             if not np.all(np.asarray(node.r) == 1):
                 raise QuantizationError(f"layer {n!r}: field 'r' must be 1 to quantize (scale weights instead)")
-        elif isinstance(node, nir.I):
+        elif isinstance(node, nir.I) or (decays is not None and readout):
             theta = 0.0
+        elif decays is not None:
+            theta = float(np.asarray(node.v_threshold, dtype=np.float64).max())
+            if not np.isfinite(theta) or theta <= 0:
+                raise QuantizationError(f"layer {n!r}: field 'v_threshold' must be positive and finite, got {theta}")
         else:
-            raise QuantizationError(f"layer {n!r}: {type(node).__name__} cannot be quantized yet "
-                                    "(IF and the I readout are supported)")
+            raise QuantizationError(f"layer {n!r}: {type(node).__name__} cannot be quantized "
+                                    "(IF, LIF, CubaLIF and the I/LI readout are supported)")
         worst = 0.0
         bias_sum = 0.0
         weights = {}
@@ -139,6 +200,8 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             worst += float(worst_rows.max()) if worst_rows.size else 0.0
             b = np.asarray(getattr(snode, "bias", 0.0), dtype=np.float64)
             bias_sum += float(np.abs(b).max()) if b.size else 0.0
+        if decays is not None:  # a current with memory sums up to 4096 / (du + 1) steps of input
+            worst *= cv.DECAY_UNITY / (decays[0] + 1)
         obs_v = observed[n]["v"] if observed else 0.0
         if not readout and observed:
             # a spiking neuron's potential only needs theta + one step of input: above that it fires every step
@@ -147,6 +210,12 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
         cands = {"a_in range (worst case)": cv.A_MAX / worst if worst > 0 else math.inf,
                  "v range (observed)": v_margin * cv.A_MAX / obs_v if obs_v > 0 else math.inf,
                  "bias field": 2 * cv.BIAS_MANT_MAX / bias_sum if bias_sum > 0 else math.inf}
+        for sname, (w, _c) in weights.items():  # largest W_eff a weight field holds: qmax * 2**(9 - bits + E_MAX)
+            b = weight_bits.get(sname, 8) if isinstance(weight_bits, dict) else int(weight_bits)
+            wmax = float(np.abs(w).max()) if w.size else 0.0
+            if wmax > 0 and 1 <= b <= 8:
+                cands["weight field"] = min(cands.get("weight field", math.inf),
+                                            (2 ** (b - 1) - 1) * 2.0 ** (9 - b + E_MAX) / wmax)
         if not readout:
             cands["vth field"] = cv.VTH_MAX / theta
             if observed is None:
@@ -155,6 +224,7 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
         lam = cands[limit]
         if not np.isfinite(lam):
             lam = 1.0
+        lam, limit = _snap_binary_scale(g, weights, lam, limit)
         lq = LayerQuant(name=n, scale=lam, vth=None, limit=limit, worst_a=int(math.ceil(worst * lam)),
                         observed_v=obs_v * lam)
         bias_ints = []
@@ -163,8 +233,12 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             bits = weight_bits.get(sname, 8) if isinstance(weight_bits, dict) else int(weight_bits)
             if not 1 <= bits <= 8:
                 raise QuantizationError(f"synapse {sname!r}: weight bits must be 1..8, got {bits}")
-            if cv.meta(snode, cv.BINARY, False):
-                bits = max(bits, 2)  # a binary layer is +-alpha: 2-bit Lava field (m in {-1, +1})
+            binary = bool(cv.meta(snode, cv.BINARY, False))
+            if binary:
+                # +-alpha: per-layer alpha with alpha*lam = 2**k (snapped above) is m = +-1 in a 2-bit Lava field
+                # (1-bit mixed-sign Dense holds only {-256, 0}); per-channel alpha keeps `bits`-bit mantissas +-m_c
+                bits = 2 if _is_pow2(float(np.abs(w).max()) * lam) and cv.meta(snode, "snnc.binary_scale") \
+                    == "layer" else max(bits, 2)
             qmax = 2 ** (bits - 1) - 1
             target = w * lam
             amax = float(np.abs(target).max()) if target.size else 0.0
@@ -174,6 +248,8 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             e = int(min(max(e, e_lo), E_MAX))
             unit = 2.0 ** (unit_shift + e)
             m = np.clip(np.round(target / unit), -qmax, qmax)
+            if binary:  # never round a binary weight to 0: each scale group keeps exactly two values +-m_c
+                m = np.where(target > 0, np.maximum(m, 1), np.where(target < 0, np.minimum(m, -1), 0))
             if amax / unit > qmax + 0.5:
                 raise QuantizationError(f"synapse {sname!r}: weights need exponent > {E_MAX} at {bits} bits")
             w_eff = m * unit
@@ -191,7 +267,8 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
                 # Lava's Conv has no exponent: the integer weight is W_eff itself
                 snode.metadata[cv.WEIGHT_EXP] = 0
             lq.synapses[sname] = {"weight_exp": int(snode.metadata[cv.WEIGHT_EXP]), "bits": int(bits),
-                                  "unit": unit, "max_rel_error": err}
+                                  "unit": unit, "max_rel_error": err,
+                                  "mant_max": int(np.abs(m).max()) if m.size else 0, "mant_limit": int(qmax)}
         # the summed bias must fit bias_mant << bias_exp with bias_exp <= 7
         total = sum(np.asarray(g.nodes[s].bias) * 1.0 for s in bias_ints) if bias_ints else 0.0
         if bias_ints:
@@ -204,16 +281,22 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             if np.abs(total).max() > 2 * cv.BIAS_MANT_MAX:
                 raise QuantizationError(f"layer {n!r}: bias {np.abs(total).max()} does not fit Lava's 13-bit bias "
                                         "mantissa with exponent 7")
-        if isinstance(node, nir.IF):
+        if isinstance(node, nir.IF) or (decays is not None and not readout):
             vth = np.maximum(np.round(np.asarray(node.v_threshold, dtype=np.float64) * lam), 1)
             node.v_threshold = vth
             lq.vth = int(vth.max())
         vi = np.asarray(cv.meta(node, cv.V_INIT, 0.0), dtype=np.float64) * lam
         node.metadata = dict(node.metadata or {})
         node.metadata[cv.V_INIT] = (np.round(vi * 64) / 64).tolist() if vi.ndim else float(np.round(vi * 64) / 64)
+        if decays is not None:
+            node.metadata[cv.DU], node.metadata[cv.DV] = decays
         node.metadata.setdefault(cv.DU, 4095)
         node.metadata.setdefault(cv.DV, 0)
         node.metadata["snnc.scale"] = float(lam)
+        bias_now = float(np.abs(np.asarray(total)).max()) if bias_ints else 0.0
+        lq.ranges = {"u_worst": lq.worst_a * 64, "u_observed": (observed[n]["a"] * lam * 64) if observed else None,
+                     "u_limit": 2 ** (cv.UV_BITS - 1), "v_observed": lq.observed_v * 64, "v_limit": cv.V_MAX,
+                     "bias_max": bias_now, "bias_limit": 2 * cv.BIAS_MANT_MAX}
         layers.append(lq)
     g.metadata = dict(g.metadata or {})
     g.metadata.update({cv.INPUT_SCALE: float(s_x), cv.INPUT_BITS: int(input_bits), cv.INPUT_SIGNED: signed})

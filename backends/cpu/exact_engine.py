@@ -1,0 +1,354 @@
+"""Fast engine for integer graphs: Lava's fixed point computed exactly in float32/float64, fused and in place.
+
+Why float arithmetic is exact here (checked per connection and per layer when the run is planned):
+- A connection's output (conv, sum-pool or dense accumulator) is a sum of products w_j * s_j of integers.
+  Let ``bound`` = max over output neurons of sum_j |w_j| * max|s_j| (computed by running the chain on |W| and an
+  all-``max|s|`` input; max|s| = 1 for spikes, max|x_int| of this run's data for the graded input). Every
+  partial sum of every summation order (blocked GEMM, FMA, oneDNN direct conv, cuBLAS split-K) then lies in
+  [-bound, bound], and every integer of magnitude <= 2**24 is a float32 (2**53: float64). So if bound < 2**23 the
+  float32 result is the exact integer and Lava's 24-bit conv wrap cannot happen; otherwise the connection runs
+  in float64 (exact while bound < 2**53) with the wrap applied. Winograd/FFT convolutions are not sums of
+  products of the inputs, so the engine turns cuDNN off and TF32 off on CUDA (im2col + GEMM) and asks for
+  "highest" float32 matmul precision. Dense ``acc << e`` / ``acc >> -e`` (floor) is acc * 2**e, then floor:
+  exact (power-of-two scaling of an exact integer).
+- A neuron layer with du = 4095 (u = a << 6 each step) and dv = 0 keeps v in float32 when
+  64 * A < 2**23 (A = sum of its incoming bounds A_1.. after the shift: u never wraps) and
+  64 * (A - A_1) + max|bias << 6| < 2**23. The update is v + 64 a_1 + 64 a_2 + ... + bias6, each addend an exact
+  float32 integer, |v| <= 2**23 - 1 after the previous clamp. If every partial sum stays within 2**24 in
+  magnitude, everything is exact. Otherwise let the first partial sum beyond 2**24 be positive (negative is
+  symmetric): the addends after it total < 2**23, so the true result is > 2**23 > V_LIM, and rounding is
+  monotone with 2**24 and 2**23 representable, so the computed result is >= 2**23 too: both clamp to V_LIM and
+  both count one saturation. After the clamp the float32 v equals Lava's integer v.
+  Any other layer keeps v (and u) in float64: all values are integers below 2**53; decay(x, d) =
+  trunc(x * (4096 - d) / 4096) is exact (the product is < 2**36, division by 4096 is a power-of-two scaling).
+Spikes are float32 0/1 tensors, spike counts are accumulated in float32 (exact below 2**24 steps).
+Overflow events (u wrap, v saturation, conv wrap) are counted exactly: on CPU after a cheap min/max check, on
+CUDA into device tensors without a host sync. Peak memory per batch is the layer states and one buffer per
+connection: O(B x neurons), independent of T (rasters excepted).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from snnc.ir import conventions as cv
+
+V_LIM = float(cv.V_MAX)  # 2**23 - 1
+U_MAX = float(2 ** 23)
+F32_EXACT = 2.0 ** 24
+F64_EXACT = 2.0 ** 53
+
+
+@dataclass
+class ConnPlan:
+    """One connection as the engine runs it: ops on ``dtype`` tensors, the proven bound, whether it can wrap."""
+
+    index: int
+    src: str
+    dst: str
+    ops: list  # ("reshape", shape) | ("conv", w, params) | ("pool", params) | ("dense", wT, wexp)
+    bound: float  # max |accumulator| over outputs and inputs (before the dense shift)
+    a_bound: float  # max |a| delivered to the neuron (after shift / wrap)
+    dtype: torch.dtype
+    wrap: bool  # conv/pool output may leave [-2**23, 2**23): apply Lava's wrap and count it
+
+
+@dataclass
+class LayerPlan:
+    """One neuron layer as the engine runs it."""
+
+    name: str
+    dtype: torch.dtype
+    readout: bool
+    reset_zero: bool
+    du: int
+    dv: int
+    a_bound: float
+    bias6: torch.Tensor | None  # None when all zero
+    vth6: torch.Tensor | float | None
+    v0: torch.Tensor
+    incoming: list[int] = field(default_factory=list)
+    u_wrap_possible: bool = False
+    vth_min: float = math.inf  # smallest threshold << 6 (-inf disables the no-spike shortcut)
+
+
+def supported(layers: dict) -> bool:
+    """The engine runs integer IF/I layers (``_Layer`` objects without leaky float dynamics)."""
+    return all(L.integer and not getattr(L, "leaky", False) and hasattr(L, "du") for L in layers.values())
+
+
+def _chain(x: torch.Tensor, ops: list) -> torch.Tensor:
+    for op in ops:
+        if op[0] == "reshape":
+            x = x.reshape((x.shape[0],) + tuple(op[1]))
+        elif op[0] == "conv":
+            p = op[2]
+            x = F.conv2d(x, op[1], None, stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
+                         groups=p["groups"])
+        elif op[0] == "pool":
+            p = op[1]
+            x = F.avg_pool2d(x, p["kernel_size"], p["stride"], p["padding"], count_include_pad=True,
+                             divisor_override=1)
+        elif op[0] == "dense":  # op[1]: (out, in); W @ x.T is the faster GEMM shape for few outputs
+            x = (op[1] @ x.reshape(x.shape[0], -1).T).T
+    return x
+
+
+def plan_connections(syns: list, plan, in_max: float, dev: torch.device, in_nonneg: bool = False) -> list[ConnPlan]:
+    """Per connection: its bound, dtype and wrap flag. The bound runs the chain on a max-valued input with the
+    positive and the negative weights separately when the input is >= 0 (spikes; unsigned graded input): every
+    partial sum then lies in [-sum|W-| * max, sum W+ * max]; with signed input, on |W|."""
+    out = []
+    for i, (syn, c) in enumerate(zip(syns, plan.connections)):
+        ops_abs, ops_neg, ops, wexp = [], [], [], 0
+        for st in syn.steps:
+            nonneg = in_nonneg or c.src != plan.input
+            if st[0] in ("reshape", "pool"):
+                ops_abs.append(st[:2])
+                ops_neg.append(st[:2])
+                ops.append(st[:2])
+            elif st[0] in ("conv", "dense_int"):
+                w = st[1].to(torch.float64)
+                wp, wn = (w.clamp(min=0), (-w).clamp(min=0)) if nonneg else (w.abs(), w.abs())
+                kind = "conv" if st[0] == "conv" else "dense"
+                extra = (st[3],) if kind == "conv" else ()
+                ops_abs.append((kind, wp.cpu()) + extra)
+                ops_neg.append((kind, wn.cpu()) + extra)
+                ops.append((kind, w) + extra)
+                if kind == "dense":
+                    wexp = int(st[2])
+        src_shape = plan.shapes[c.src]
+        smax = in_max if c.src == plan.input else 1.0
+        probe = torch.full((1,) + tuple(src_shape), smax, dtype=torch.float64)
+        bound = max(float(_chain(probe, ops_abs).max()), float(_chain(probe, ops_neg).max())) \
+            if probe.numel() else 0.0
+        is_dense = any(o[0] == "dense" for o in ops)
+        wrap = (not is_dense) and bound >= U_MAX
+        if is_dense:
+            a_bound = math.ceil(bound * 2.0 ** wexp)
+        else:
+            a_bound = min(bound, U_MAX)
+        dtype = torch.float32 if bound < U_MAX else torch.float64
+        if bound >= F64_EXACT:
+            raise OverflowError(f"connection {c.src!r} -> {c.dst!r}: accumulator bound {bound:.3g} >= 2**53")
+        ops = [(o[0], _fmt(o[1].to(device=dev, dtype=dtype)), o[2]) if o[0] == "conv" else
+               ("dense", o[1].to(device=dev, dtype=dtype), wexp) if o[0] == "dense" else o for o in ops]
+        out.append(ConnPlan(i, c.src, c.dst, ops, bound, float(a_bound), dtype, wrap))
+    return out
+
+
+def plan_layers(layers: dict, plan, conns: list[ConnPlan], dev: torch.device) -> dict[str, LayerPlan]:
+    """Per neuron layer: float32 state when the module docstring's bound holds, else float64."""
+    out = {}
+    for n, L in layers.items():
+        inc = plan.incoming[n]
+        A = sum(conns[i].a_bound for i in inc)
+        bias6 = L.bias6.to(torch.float64)
+        bmax = float(bias6.abs().max()) if bias6.numel() else 0.0
+        simple = L.du + 1 >= cv.DECAY_UNITY and L.dv == 0
+        a_first = conns[inc[0]].a_bound if inc else 0.0
+        f32 = simple and 64 * A < U_MAX and 64 * (A - a_first) + bmax < U_MAX \
+            and float(L.v0.abs().max()) <= V_LIM
+        dt = torch.float32 if f32 else torch.float64
+        vth6 = None if L.vth6 is None else L.vth6.to(device=dev, dtype=dt)
+        if vth6 is not None and bool((vth6 == vth6.flatten()[0]).all()):
+            vth6 = float(vth6.flatten()[0])  # one threshold for the layer: a Python scalar
+        out[n] = LayerPlan(n, dt, L.vth6 is None, L.reset == "zero", L.du, L.dv, A,
+                           None if bmax == 0 else bias6.to(device=dev, dtype=dt), vth6,
+                           L.v0.to(device=dev, dtype=dt), list(inc),
+                           u_wrap_possible=64 * A >= U_MAX or not simple,
+                           vth_min=-math.inf if vth6 is None else float(L.vth6.min()))
+    return out
+
+
+def _fmt(t: torch.Tensor) -> torch.Tensor:
+    """Layout of states, spikes and conv weights: contiguous NCHW (channels-last measured slower overall: the
+    elementwise updates against NCHW biases/thresholds lose more than oneDNN's conv gains)."""
+    return t.contiguous()
+
+
+def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
+    if d == 0:
+        return x
+    if d >= cv.DECAY_UNITY:
+        return torch.zeros_like(x)
+    return torch.trunc(x * ((cv.DECAY_UNITY - d) / cv.DECAY_UNITY))
+
+
+class _Counter:
+    """Event counts: exact host ints on CPU (after a min/max check), device tensors on CUDA (no sync)."""
+
+    def __init__(self, dev: torch.device):
+        self.sync_free = dev.type != "cpu"
+        self.dev = dev
+        self.host: dict[tuple, int] = {}
+        self.dev_counts: dict[tuple, torch.Tensor] = {}
+        self.last_max = math.inf  # CPU: max of the tensor last checked (after clamping to hi); inf when unknown
+
+    def out_of_range(self, key: tuple, x: torch.Tensor, lo: float, hi: float, times: int = 1) -> bool | None:
+        """Count elements of x outside [lo, hi] (``times`` over); whether any (CPU), None (CUDA: unknown)."""
+        if self.sync_free:
+            c = ((x < lo) | (x > hi)).sum() * times
+            self.dev_counts[key] = self.dev_counts[key] + c if key in self.dev_counts else c
+            return None
+        mn, mx = torch.aminmax(x)
+        self.last_max = float(mx)
+        under, over = float(mn) < lo, self.last_max > hi
+        if not (under or over):
+            return False
+        c = int(torch.count_nonzero(x < lo)) if under else 0
+        c += int(torch.count_nonzero(x > hi)) if over else 0
+        self.host[key] = self.host.get(key, 0) + c * times
+        self.last_max = min(self.last_max, hi)
+        return True
+
+    def totals(self) -> dict[tuple, int]:
+        t = dict(self.host)
+        for k, c in self.dev_counts.items():
+            t[k] = t.get(k, 0) + int(c)
+        return t
+
+
+@dataclass
+class BatchResult:
+    logits_diff: np.ndarray  # readout v(end) - v(before the output sees input), in v units (x64)
+    potentials: np.ndarray
+    counts: dict[str, np.ndarray]
+
+
+def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.Tensor, latency: int,
+              counter: _Counter, rast: dict | None, sl: slice) -> BatchResult:
+    """Simulate one batch ``xb`` (B, *input) of integer inputs for ``latency`` steps (module docstring)."""
+    B = xb.shape[0]
+    dev = xb.device
+    v = {n: _fmt(L.v0.expand((B,) + tuple(plan.shapes[n])).clone()) for n, L in lp.items()}
+    u = {n: torch.zeros_like(v[n]) for n, L in lp.items() if L.u_wrap_possible}
+    spk = {n: _fmt(torch.zeros((B,) + tuple(plan.shapes[n]), dtype=torch.float32, device=dev))
+           for n, L in lp.items() if not L.readout}
+    cnt = {n: torch.zeros_like(spk[n]) for n in spk}
+    buf: list[torch.Tensor | None] = [None] * len(conns)
+    x_const = {}
+    for c in conns:  # the input connection's output is the same every step: compute it once
+        if c.src == plan.input:
+            x_const[c.index] = _deliver(c, xb.to(c.dtype), counter, latency)  # the reference counts every step
+    # layers fed only by the (constant) input: precompute 64 a + bias6 (|.| <= 64 A + max|bias6| < 2**24: exact)
+    drive = {}
+    for n, L in lp.items():
+        if L.incoming and n not in u and all(i in x_const for i in L.incoming) and L.dtype == torch.float32:
+            d = sum(x_const[i] * 64.0 for i in L.incoming)
+            drive[n] = d + L.bias6 if L.bias6 is not None else d
+    v_before = None
+    ro = plan.readout
+    # CPU: a layer none of whose neurons fired this step (known from the min/max check) skips its reset and its
+    # outgoing GEMM/conv (they would deliver exactly 0); on CUDA that check would cost a host sync
+    silent = {n: None for n in spk}
+    for t in range(latency):
+        for n, L in lp.items():
+            vn = v[n]
+            if n in u:  # general path: u carried / may wrap (float64 state)
+                un = _decay(u[n], L.du + 1)
+                for i in L.incoming:
+                    if buf[i] is not None:
+                        un = un + buf[i] * 64.0
+                hi, lo = un > U_MAX, un <= -U_MAX
+                if counter.out_of_range((n, "u_wrap"), un, -U_MAX + 1, U_MAX) is not False:
+                    un = torch.where(hi, un - 2 * U_MAX, torch.where(lo, un + 2 * U_MAX, un))
+                u[n] = un
+                if L.dv:
+                    vn = _decay(vn, L.dv)
+                    v[n] = vn
+                vn.add_(un)
+            elif t > 0 and n in drive:  # constant input drive 64 a + bias6, one exact addend (see the proof)
+                vn.add_(drive[n])
+            else:
+                for i in L.incoming:
+                    if buf[i] is not None:
+                        vn.add_(buf[i], alpha=64)
+            if L.bias6 is not None and not (t > 0 and n in drive):
+                vn.add_(L.bias6)
+            if counter.out_of_range((n, "v_saturate"), vn, -V_LIM, V_LIM) is not False:
+                vn.clamp_(-V_LIM, V_LIM)
+            if L.readout:
+                if t == plan.depth - 1 and n == ro:
+                    v_before = vn.clone()
+                continue
+            s = spk[n]
+            if counter.last_max <= L.vth_min:  # CPU: max(v) from the check above says no neuron fires
+                if silent[n] is False:
+                    s.zero_()
+                silent[n] = True
+                if rast is not None:
+                    rast[n][t, sl] = False
+                continue
+            silent[n] = False
+            torch.gt(vn, L.vth6, out=s)
+            if L.reset_zero:
+                vn.mul_(1.0 - s)
+            elif isinstance(L.vth6, float):
+                vn.sub_(s, alpha=L.vth6)  # exact: s is 0/1, vth << 6 < 2**23
+            else:
+                vn.addcmul_(s.to(vn.dtype), L.vth6, value=-1)
+            cnt[n].add_(s)
+            if rast is not None:
+                rast[n][t, sl] = s.to(torch.bool).cpu().numpy()
+        if t == plan.depth - 1 and v_before is None:
+            v_before = v[ro].clone()
+        for c in conns:
+            if c.index in x_const:
+                buf[c.index] = x_const[c.index]
+            elif c.src not in spk or silent[c.src]:
+                buf[c.index] = None  # a readout emits no spikes; a silent layer delivers exactly 0
+            else:
+                s = spk[c.src]
+                buf[c.index] = _deliver(c, s if c.dtype == torch.float32 else s.to(c.dtype), counter, 1)
+    vr = v[ro]
+    if v_before is None:
+        v_before = lp[ro].v0.expand_as(vr)
+    diff = (vr.to(torch.float64) - v_before.to(torch.float64)).cpu().numpy()
+    return BatchResult(diff, vr.to(torch.int64).cpu().numpy(),
+                       {n: c.to(torch.int32).cpu().numpy() for n, c in cnt.items()})
+
+
+def _deliver(c: ConnPlan, x: torch.Tensor, counter: _Counter, times: int) -> torch.Tensor:
+    """Connection output a (exact integers in c.dtype): conv/pool wrapped to 24 bits, dense shifted."""
+    y = _chain(x, c.ops)
+    if c.ops and c.ops[-1][0] == "dense":
+        e = c.ops[-1][2]
+        if e > 0:
+            y = y * float(2 ** e)
+        elif e < 0:
+            y = torch.floor(y * float(2.0 ** e))
+    elif c.wrap:
+        if counter.out_of_range((f"{c.src}->{c.dst}", "conv_wrap"), y, -U_MAX, U_MAX - 1, times) is not False:
+            y = torch.remainder(y + U_MAX, 2 * U_MAX) - U_MAX
+    return y
+
+
+class exact_mode:
+    """Context: float32 matmul precision "highest", no TF32, and on CUDA no cuDNN (no Winograd/FFT convs)."""
+
+    def __init__(self, dev: torch.device):
+        self.dev = dev
+
+    def __enter__(self):
+        self.prec = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        self.cuda = None
+        if self.dev.type == "cuda":
+            self.cuda = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                         torch.backends.cudnn.enabled)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cudnn.enabled = False
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_float32_matmul_precision(self.prec)
+        if self.cuda is not None:
+            (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.enabled) = self.cuda
+        return False

@@ -1,0 +1,83 @@
+"""Energy benchmark: the digits CNN (trained, seed 0, 30 epochs) compiled to the integer SNN, run on the 360 test
+samples at T in {1, 4, 8, 32}: SOPs, input MACs, neuron updates, ANN MACs, energy ratio (ANN / SNN) under both
+energy models, accuracy; writes the four plots. Ends with one line of key=value pairs.
+
+    .venv/bin/python bench/energy.py [--steps 1,4,8,32] [--plots bench/out/energy] [--samples N]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", default="1,4,8,32")
+    ap.add_argument("--samples", type=int, default=None)
+    ap.add_argument("--plots", default="bench/out/energy")
+    a = ap.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from snnc.backends.cpu.simulator import simulate
+    from snnc.compiler.analysis.energy import MODELS
+    from snnc.compiler.analysis.macs import graph_macs
+    from snnc.compiler.analysis.plots import write_all
+    from snnc.compiler.analysis.report import energy_report
+    from snnc.compiler.data import digits
+    from snnc.compiler.frontend.convert import convert
+    from snnc.compiler.passes.fold_batchnorm import fold_batchnorm
+    from snnc.compiler.pipeline import compile_model
+    from snnc.compiler.zoo import DigitsCNN, accuracy, train
+
+    t0 = time.perf_counter()
+    (xtr, ytr), (xte, yte) = digits("train"), digits("test")
+    if a.samples:
+        xte, yte = xte[:a.samples], yte[:a.samples]
+    torch.manual_seed(0)
+    model = train(DigitsCNN(), xtr, ytr, epochs=30, seed=0)
+    ann_acc = accuracy(model, xte, yte)
+    c = compile_model(model, xtr)
+    g = c.int_graph
+    # the source ANN's own MACs (pool and a 512 x 10 fc, before fuse_synapses folds the pool into a 2048 x 10 fc)
+    src_macs = sum(graph_macs(fold_batchnorm(convert(model, xtr))).values())
+    reps = {}
+    for T in [int(t) for t in a.steps.split(",")]:
+        r = simulate(g, xte, T)
+        reps[T] = {m: energy_report(g, xte, r, MODELS[m], yte) for m in ("cmos45", "loihi")}
+    con = Console(width=160)
+    con.print(f"digits CNN: ANN test accuracy {ann_acc:.4f}; ANN MACs/inference {src_macs} (source ANN), "
+              f"{reps[next(iter(reps))]['cmos45'].macs:.0f} (fused graph: pool folded into fc); "
+              f"{len(yte)} test samples")
+    t = Table(title="per inference, integer SNN (bit-accurate simulator)")
+    for col in ("T", "accuracy", "spikes", "SOPs", "input MACs", "neuron updates", "SNN nJ cmos45", "ANN nJ",
+                "ANN/SNN cmos45", "SNN nJ loihi", "ANN/SNN loihi"):
+        t.add_column(col, justify="right")
+    ann_j = MODELS["cmos45"].ann_energy(src_macs)
+    for T, d in reps.items():
+        rc, rl = d["cmos45"], d["loihi"]
+        t.add_row(str(T), f"{rc.accuracy:.4f}", f"{rc.spikes:.0f}", f"{rc.sops:.0f}", f"{rc.input_macs:.0f}",
+                  f"{rc.neuron_updates:.0f}", f"{rc.snn_energy_j * 1e9:.1f}", f"{ann_j * 1e9:.1f}",
+                  f"{ann_j / rc.snn_energy_j:.3f}", f"{rl.snn_energy_j * 1e9:.1f}", f"{ann_j / rl.snn_energy_j:.3f}")
+    con.print(t)
+    Tmid = 8 if 8 in reps else next(iter(reps))
+    paths = write_all(reps[Tmid]["cmos45"], a.plots, [d["cmos45"] for d in reps.values()], ann_acc)
+    for p in paths:
+        con.print(f"wrote {p}")
+    kv = [f"ann_acc={ann_acc:.4f}", f"ann_macs={src_macs}"]
+    for T, d in reps.items():
+        rc = d["cmos45"]
+        kv += [f"t{T}_acc={rc.accuracy:.4f}", f"t{T}_sops={rc.sops:.0f}",
+               f"t{T}_ratio_cmos45={ann_j / rc.snn_energy_j:.3f}",
+               f"t{T}_ratio_loihi={ann_j / d['loihi'].snn_energy_j:.3f}"]
+    kv.append(f"seconds={time.perf_counter() - t0:.1f}")
+    print(" ".join(kv))
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()

@@ -1,0 +1,71 @@
+"""The ALBSNN options of ``snnc compile`` (--binarize, --max-drop, --storage, --finetune) and their report."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from snnc.ir.errors import DataError
+
+
+def add_binarize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--binarize", default="none", help="binary weight layers: none | auto (chosen by accuracy-loss "
+                   "estimators) | comma list of layer names (torch module names)")
+    p.add_argument("--max-drop", type=float, default=None, help="--binarize auto: accuracy budget in points "
+                   "(default 0.5 when no --storage is given)")
+    p.add_argument("--storage", type=float, default=None, help="--binarize auto: stop once weight bytes after / "
+                   "before <= this (e.g. 0.75)")
+    p.add_argument("--finetune", type=int, default=0, help="epochs of straight-through fine-tuning with the "
+                   "binary layers (torch models only; 0 = post-training binarization)")
+    p.add_argument("--allow-first-last", action="store_true", help="let --binarize auto pick the first/last layer")
+    p.add_argument("--binary-scale", choices=["channel", "layer"], default="channel",
+                   help="one alpha per output channel (default) or per layer")
+    p.add_argument("--steps", type=int, default=32, help="T used to estimate and measure accuracy for --binarize")
+    p.add_argument("--no-measure", action="store_true", help="skip the per-layer integer-simulator measured drops")
+
+
+def apply_binarize(args: argparse.Namespace, c):
+    """(Compiled, binarization report dict or None): binarize per the options and re-quantize."""
+    spec = getattr(args, "binarize", "none")
+    if spec in (None, "none"):
+        return c, None
+    from snnc.compiler.commands._common import load_data, load_model, need_labels
+    from snnc.compiler.passes.binarize_select import auto_binarize
+
+    xc, yc = load_data(args.calib, "train")
+    xe, ye = load_data(args.calib, "test")
+    yc, ye = need_labels(yc, args.calib), need_labels(ye, args.calib)
+    finetune = None
+    if args.finetune > 0:
+        if str(args.model).endswith(".nir"):
+            raise DataError(f"{args.model}: --finetune needs a torch model, not an NIR file")
+        from snnc.compiler.frontend.convert import ConvertOptions
+        from snnc.compiler.train.binary_finetune import finetuned_float_graph
+
+        model = load_model(args.model, args.model_class)
+        opts = ConvertOptions(method=args.method, percentile=args.percentile,
+                              v_init=args.v_init if args.v_init is not None else 0.0, reset=args.reset)
+        finetune = lambda labs: finetuned_float_graph(model, labs, xc, yc, args.finetune,  # noqa: E731
+                                                      args.binary_scale == "channel", opts)
+    layers = "auto" if spec == "auto" else [s.strip() for s in spec.split(",") if s.strip()]
+    o = auto_binarize(c.float_graph, c.int_graph, xc, yc, xe, ye, layers, args.max_drop, args.storage, args.steps,
+                      args.binary_scale == "channel", args.allow_first_last, not args.no_measure,
+                      calib_steps=args.calib_steps, weight_bits=args.bits, finetune=finetune)
+    return replace(c, float_graph=o.float_graph, int_graph=o.int_graph, report=o.report), o.as_dict()
+
+
+def print_binarize_table(rep: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"binarization (T={rep['steps']}): weight bytes {rep['weight_bytes_before']} -> "
+                    f"{rep['weight_bytes_after']} ({100 * (1 - rep['storage_ratio']):.1f} % less), integer accuracy "
+                    f"{100 * rep['accuracy_before']:.2f} % -> {100 * rep['accuracy_after']:.2f} %")
+    for col in ("layer", "binary", "eligible", "weights", "bits/weight", "bytes", "weight err", "output err",
+                "est. drop (pt)", "measured drop (pt)"):
+        t.add_column(col)
+    for r in rep["layers"]:
+        md = "-" if r["measured_drop"] is None else f"{r['measured_drop']:.2f}"
+        t.add_row(r["name"], str(r["binary"]), str(r["eligible"]), str(r["weights"]), "1" if r["binary"] else "8",
+                  str(r["bytes"]), f"{r['weight_error']:.3f}", f"{r['output_error']:.3f}",
+                  f"{r['estimated_drop']:.2f}", md)
+    Console().print(t)

@@ -1,0 +1,113 @@
+"""snnc energy: synaptic-op energy estimate and spike statistics of a simulated run, SNN vs ANN, with plots."""
+from __future__ import annotations
+
+import argparse
+
+from snnc.compiler.commands._common import add_data_args, add_json, load_data, need_labels
+from snnc.ir.errors import DataError
+
+
+def _energy_args(p: argparse.ArgumentParser) -> None:
+    from snnc.compiler.analysis.energy import MODELS
+
+    p.add_argument("graph", help="NIR file written by snnc compile (integer or float graph)")
+    add_data_args(p)
+    p.add_argument("--steps", type=int, default=8, help="input steps T (a run lasts T + depth steps)")
+    p.add_argument("--samples", type=int, default=None, help="use only the first N test samples")
+    p.add_argument("--batch", type=int, default=360, help="samples per simulator batch")
+    p.add_argument("--device", default="cpu", help="torch device for the simulator")
+    p.add_argument("--energy-model", default="cmos45", choices=sorted(MODELS),
+                   help="per-op energies: cmos45 (Horowitz 2014) or loihi (Davies 2018)")
+    p.add_argument("--plots", metavar="DIR", help="write the PNG plots into DIR")
+    p.add_argument("--sweep", default="", help="comma-separated T values for the accuracy-vs-energy plot and the "
+                   "'sweep' JSON key (e.g. 1,4,8,32); each runs the simulator again")
+    add_json(p)
+
+
+def _parse_sweep(s: str) -> list[int]:
+    try:
+        ts = [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise DataError(f"--sweep must be comma-separated integers, got {s!r}") from None
+    if any(t < 1 for t in ts):
+        raise DataError(f"--sweep: every T must be >= 1, got {ts}")
+    return ts
+
+
+def run_energy(args: argparse.Namespace) -> int:
+    from snnc.backends.cpu.simulator import simulate
+    from snnc.compiler.analysis.energy import get_model
+    from snnc.compiler.analysis.report import energy_report
+    from snnc.ir.graph import read
+
+    if args.steps < 1:
+        raise DataError("--steps must be >= 1")
+    model = get_model(args.energy_model)
+    sweep_ts = _parse_sweep(args.sweep)
+    g = read(args.graph)
+    x, y = load_data(args.data, "test", args.samples)
+    y = need_labels(y, args.data)
+
+    def run(T: int):
+        r = simulate(g, x, T, batch_size=args.batch, device=args.device)
+        return energy_report(g, x, r, model, y)
+
+    rep = run(args.steps)
+    sweep = [rep if T == args.steps else run(T) for T in sweep_ts]
+    plots = []
+    if args.plots:
+        from snnc.compiler.analysis.plots import write_all
+
+        plots = [str(p) for p in write_all(rep, args.plots, sweep or None)]
+    out = rep.as_dict()
+    out["graph"] = str(args.graph)
+    out["plots"] = plots
+    out["sweep"] = [{k: s.as_dict()[k] for k in ("steps", "accuracy", "sops", "input_macs", "neuron_updates",
+                                                  "macs", "snn_energy_j", "ann_energy_j",
+                                                  "energy_ratio_ann_over_snn")} for s in sweep]
+    if args.json:
+        from snnc.compiler.cli import print_json
+
+        print_json(out)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    ratio = out["energy_ratio_ann_over_snn"]
+    con.print(f"[bold]{args.graph}[/] on {args.data}: T={rep.steps} (run lasts {rep.latency_steps} steps), "
+              f"{rep.samples} samples, accuracy {rep.accuracy:.4f}; energy model {model.name} ({model.source})")
+    t = Table(title="per inference")
+    for col in ("layer", "neurons", "spikes", "rate", "silent", "saturated", "SOPs", "input MACs",
+                "neuron updates", "ANN MACs", "SNN energy (nJ)", "ANN energy (nJ)"):
+        t.add_column(col, justify="right")
+
+    def opt(v, fmt="{}"):
+        return "-" if v is None else fmt.format(v)
+
+    for r in rep.layers:
+        t.add_row(r.name, str(r.neurons), f"{r.spikes:.1f}", opt(r.rate, "{:.4f}"), opt(r.silent),
+                  opt(r.saturated), f"{r.sops:.0f}", f"{r.input_macs:.0f}", f"{r.neuron_updates:.0f}",
+                  f"{r.macs:.0f}", f"{r.snn_energy_j * 1e9:.3f}", f"{r.ann_energy_j * 1e9:.3f}")
+    t.add_row("total", str(sum(r.neurons for r in rep.layers)), f"{rep.spikes:.1f}", "", "", "",
+              f"{rep.sops:.0f}", f"{rep.input_macs:.0f}", f"{rep.neuron_updates:.0f}", f"{rep.macs:.0f}",
+              f"{rep.snn_energy_j * 1e9:.3f}", f"{rep.ann_energy_j * 1e9:.3f}")
+    con.print(t)
+    con.print(f"ANN / SNN energy: {ratio:.3f}" if ratio is not None else "SNN energy is 0")
+    if sweep:
+        st = Table(title="sweep over T")
+        for col in ("T", "accuracy", "SOPs", "SNN energy (nJ)", "ANN / SNN energy"):
+            st.add_column(col, justify="right")
+        for s in out["sweep"]:
+            st.add_row(str(s["steps"]), f"{s['accuracy']:.4f}", f"{s['sops']:.0f}", f"{s['snn_energy_j'] * 1e9:.3f}",
+                       opt(s["energy_ratio_ann_over_snn"], "{:.3f}"))
+        con.print(st)
+    for p in plots:
+        con.print(f"wrote {p}")
+    return 0
+
+
+COMMANDS = [
+    ("energy", "synaptic-op energy estimate and spike statistics of a simulated run, SNN vs ANN, with plots",
+     _energy_args, run_energy),
+]

@@ -1,0 +1,565 @@
+"""NIR import: lower any NIR graph the SNN ecosystem writes (snnTorch, Sinabs, Norse, ...) to snnc's IR.
+
+The lowered graph is a *float* snnc graph in canonical discrete time (one step = one simulator/Lava step):
+  IF       -> nir.IF(r=1, v_threshold); a gain r*dt != 1 moves into a Scale node before the neuron.
+  LIF      -> nir.LIF(tau=T, r=T, v_leak=0): v <- (1 - 1/T) v + a, i.e. beta = 1 - 1/T, unit input gain.
+  CubaLIF  -> nir.CubaLIF(tau_syn=S, tau_mem=T, r=T, w_in=S): u <- (1 - 1/S) u + a, v <- (1 - 1/T) v + u.
+  LI / CubaLI -> the same without threshold; allowed only as the readout (the node the Output reads).
+  Threshold -> LIF with T = 1 (no memory: v = a every step).
+  Delay(d)  -> d relay IF layers (threshold 0.5, reset to zero), each one step; d = delay / dt steps.
+  Conv1d    -> a dense Affine on the flattened (C, L) tensor (exact; every 2-D tensor is carried flat).
+The discrete decays come from the source's continuous time constants with step ``dt``:
+  "euler" (NIR's snnTorch convention): beta = 1 - dt/tau, input gain r*dt/tau (current: w_in*dt/tau_syn)
+  "exp"   (Sinabs' LIF/ExpLeak):        beta = exp(-dt/tau), same gains
+``dt=None`` takes dt = tau/r when every leaky node agrees on that ratio and r != 1 (snnTorch writes r = tau/dt
+so that its input gain is 1), else dt = 1 step. Input gains fold into a Scale before the neuron (fuse_synapses
+composes it into the synapse). Lava integer form (quantize): dv = round(4096 (1 - beta)), du = round(4096
+(1 - alpha)) - 1 (Lava adds ds_offset = 1 to du), both 12-bit: what does not fit is a named QuantizationError.
+
+Not expressible (named errors, GraphError/UnsupportedLayerError): recurrent cycles, v_leak != 0, beta outside
+[0, 1], a bias into a CubaLIF (NIR filters it through the current, Lava adds it to v), non-uniform or
+non-integer delays, a Delay/spiking input that is not a spike train, LI anywhere but the readout.
+A spiking node read by the Output gets an ``I`` readout after it (one more step): logits = its spike rate.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import nir
+import numpy as np
+
+from snnc.ir import conventions as cv
+from snnc.ir.errors import GraphError, NIRFileError, SnncError, UnsupportedLayerError
+
+DISCRETISATIONS = ("euler", "exp")
+DT = "snnc.nir_dt"  # graph metadata of an imported graph: the step dt used for the time constants
+DISCRETISATION = "snnc.nir_discretisation"
+SOURCE_TYPE = "snnc.nir_type"  # node metadata: the NIR type the node was lowered from
+CUBA_LI = getattr(nir, "CubaLI", None)
+LEAKY = (nir.LIF, nir.LI, nir.CubaLIF) + ((CUBA_LI,) if CUBA_LI else ())
+SPIKING = (nir.IF, nir.LIF, nir.CubaLIF, nir.Threshold)
+
+
+@dataclass
+class ImportOptions:
+    """dt: seconds per step (None: inferred, see module docstring); discretisation: "euler" or "exp"."""
+
+    dt: float | None = None
+    discretisation: str = "euler"
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def _np(v: Any) -> Any:
+    try:
+        import torch
+
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().numpy().astype(np.float64)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+        return v.astype(np.float64)
+    return v
+
+
+def _to_numpy(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Torch tensors (graphs straight from snnTorch/Sinabs) -> float64 numpy arrays, in place."""
+    for node in graph.nodes.values():
+        if isinstance(node, nir.NIRGraph):
+            _to_numpy(node)
+            continue
+        for f, v in list(vars(node).items()):
+            if f not in ("input_type", "output_type", "metadata"):
+                setattr(node, f, _np(v))
+        if getattr(node, "metadata", None) is None:
+            node.metadata = {}  # nir 1.0.4: some node types have no metadata field (snnc.ir.nirfile)
+    return graph
+
+
+def read_any(path: str | os.PathLike) -> nir.NIRGraph:
+    """Read any NIR file without snnc's validation (nested graphs, Conv1d, Delay...); NIRFileError on damage."""
+    import h5py
+
+    from snnc.ir.nirfile import _normalise
+
+    p = Path(path)
+    if not p.is_file():
+        raise NIRFileError(f"{p}: no such file")
+    try:
+        if not h5py.is_hdf5(p):
+            raise NIRFileError(f"{p}: not an HDF5 file (NIR files are HDF5)")
+        g = nir.read(p)
+    except NIRFileError:
+        raise
+    except Exception as e:  # nir/h5py raise many types for damaged or foreign files
+        raise NIRFileError(f"{p}: malformed NIR file ({type(e).__name__}: {e})") from None
+    if not isinstance(g, nir.NIRGraph):
+        raise NIRFileError(f"{p}: top-level node is a {type(g).__name__}, expected an NIRGraph")
+    return _normalise(g)
+
+
+def flatten_subgraphs(graph: nir.NIRGraph, prefix: str = "") -> nir.NIRGraph:
+    """Inline nested NIRGraph nodes (snnTorch's RLeaky/RSynaptic): node ``g`` -> ``g.<inner>``."""
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    entry: dict[str, list[str]] = {}
+    exit_: dict[str, list[str]] = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            sub = flatten_subgraphs(node)
+            ins = [n for n, v in sub.nodes.items() if isinstance(v, nir.Input)]
+            outs = [n for n, v in sub.nodes.items() if isinstance(v, nir.Output)]
+            if len(ins) != 1 or len(outs) != 1:
+                raise GraphError(f"node {name!r}: nested NIRGraph needs one Input and one Output to be inlined")
+            for n, v in sub.nodes.items():
+                if n not in (ins[0], outs[0]):
+                    nodes[f"{name}.{n}"] = v
+            entry[name] = [f"{name}.{d}" for s, d in sub.edges if s == ins[0]]
+            exit_[name] = [f"{name}.{s}" for s, d in sub.edges if d == outs[0]]
+            for s, d in sub.edges:
+                if s != ins[0] and d != outs[0]:
+                    edges.append((f"{name}.{s}", f"{name}.{d}"))
+        else:
+            nodes[name] = node
+    for s, d in graph.edges:
+        for a in exit_.get(s, [s]):
+            for b in entry.get(d, [d]):
+                edges.append((a, b))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(getattr(graph, "metadata", None) or {}))
+
+
+def _check_acyclic(graph: nir.NIRGraph) -> None:
+    g = nx.DiGraph(list(map(tuple, graph.edges)))
+    try:
+        cyc = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        return
+    names = " -> ".join(a for a, _ in cyc) + f" -> {cyc[0][0]}"
+    raise GraphError(f"recurrent edge: cycle {names}; snnc deploys feed-forward graphs only "
+                     "(Lava Dense connections have no recurrent delay model in snnc yet)")
+
+
+# ---------------------------------------------------------------------------------------------- shapes
+def _shape_of(node: Any) -> tuple | None:
+    it = getattr(node, "input_type", None) or {}
+    v = it.get("input") if isinstance(it, dict) else None
+    if v is None:
+        return None
+    a = np.asarray(v).ravel()
+    return tuple(int(x) for x in a) if a.size else None
+
+
+def _conv1d_out(node: nir.Conv1d, name: str, in_shape: tuple) -> tuple:
+    w = np.asarray(node.weight)
+    if len(in_shape) != 2:
+        raise GraphError(f"node {name!r}: Conv1d needs a (C, L) input, gets shape {in_shape}")
+    k, s, p, d = w.shape[2], _int1(node.stride), _pad1(node, name), _int1(node.dilation)
+    return (w.shape[0], (in_shape[1] + 2 * p - d * (k - 1) - 1) // s + 1)
+
+
+def _int1(v: Any) -> int:
+    return int(np.atleast_1d(np.asarray(v)).ravel()[0])
+
+
+def _pad1(node: nir.Conv1d, name: str) -> int:
+    p = node.padding
+    if isinstance(p, (bytes, np.bytes_)):
+        p = p.decode()
+    if isinstance(p, np.ndarray) and p.dtype.kind in "SUO":
+        p = str(p.ravel()[0]) if p.dtype.kind != "S" else p.ravel()[0].decode()
+    if isinstance(p, str):
+        if p == "valid":
+            return 0
+        k, d = np.asarray(node.weight).shape[2], _int1(node.dilation)
+        if p != "same" or (d * (k - 1)) % 2:
+            raise GraphError(f"node {name!r}: field 'padding' {p!r} is not supported for Conv1d")
+        return d * (k - 1) // 2
+    return _int1(p)
+
+
+def _logical_shapes(graph: nir.NIRGraph) -> dict[str, tuple]:
+    """Shapes of an acyclic raw NIR graph (Conv1d and Delay included), batch dim excluded."""
+    from snnc.ir.graph import node_output_shape
+
+    shapes: dict[str, tuple] = {}
+    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for s, d in graph.edges:
+        preds[d].append(s)
+    for name in nx.topological_sort(nx.DiGraph([*map(tuple, graph.edges)] + [(n, n + "\0") for n in graph.nodes])):
+        if name not in graph.nodes:
+            continue
+        node = graph.nodes[name]
+        ins = [shapes[p] for p in preds[name]]
+        in_shape = ins[0] if ins else None
+        if isinstance(node, nir.Conv1d):
+            shapes[name] = _conv1d_out(node, name, in_shape)
+        elif isinstance(node, (nir.Threshold, nir.Delay)) or (CUBA_LI and isinstance(node, CUBA_LI)):
+            shapes[name] = tuple(in_shape)
+        elif isinstance(node, nir.Flatten) and len(in_shape or ()) == 1:
+            shapes[name] = tuple(in_shape)
+        else:
+            shapes[name] = node_output_shape(name, node, in_shape)
+    return shapes
+
+
+# ---------------------------------------------------------------------------------------------- lowering
+def _arr(node: Any, field: str, default: float | None = None) -> np.ndarray:
+    v = getattr(node, field, default)
+    if v is None:
+        v = default
+    return np.asarray(v, dtype=np.float64)
+
+
+def _infer_dt(graph: nir.NIRGraph) -> float:
+    ratios = []
+    for node in graph.nodes.values():
+        if isinstance(node, LEAKY):
+            tau = _arr(node, "tau_mem" if hasattr(node, "tau_mem") else "tau")
+            r = _arr(node, "r", 1.0)
+            if np.all(r == 1):
+                return 1.0
+            ratios.append(np.asarray(tau / r).ravel())
+    if not ratios:
+        return 1.0
+    allr = np.concatenate(ratios)
+    if np.all(np.isfinite(allr)) and allr.size and np.allclose(allr, allr[0], rtol=1e-5) and allr[0] > 0:
+        return float(allr[0])
+    return 1.0
+
+
+def _decay(tau: np.ndarray, dt: float, how: str, name: str, field: str) -> np.ndarray:
+    """Per-step decay factor of a time constant (1 = no leak)."""
+    if np.any(~(tau > 0)):
+        raise GraphError(f"node {name!r}: field {field!r} must be > 0 (got min {float(np.min(tau))})")
+    d = np.exp(-dt / tau) if how == "exp" else 1.0 - dt / tau
+    if np.any(d < -1e-12):
+        raise UnsupportedLayerError(f"node {name!r}: field {field!r} = {float(np.min(tau)):g} is shorter than the "
+                                    f"step dt = {dt:g}: the forward-Euler decay 1 - dt/tau is negative (pass a "
+                                    "smaller dt or discretisation 'exp')")
+    return np.clip(d, 0.0, 1.0)
+
+
+def _scalar_or(a: np.ndarray) -> np.ndarray:
+    """A 0-d array when all values agree (nir needs arrays), else the array."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.size and np.all(a == a.ravel()[0]):
+        return np.array(a.ravel()[0])
+    return a
+
+
+def _steps(beta: np.ndarray | float) -> np.ndarray:
+    """Canonical (dt = 1, Euler) time constant T with 1 - 1/T = beta."""
+    b = np.asarray(beta, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        t = 1.0 / (1.0 - b)
+    return _scalar_or(t) if np.all(np.isfinite(t)) else _scalar_or(np.where(np.isfinite(t), t, np.inf))
+
+
+@dataclass
+class _Lowered:
+    """What one NIR node becomes: a node (or None: identity), a gain to put before it, extra relay layers."""
+
+    node: Any
+    gain: Any = 1.0
+    relays: int = 0
+    note: str = ""
+
+
+def lower_node(name: str, node: Any, dt: float, how: str, readout: bool) -> _Lowered:
+    """Lower one NIR node to snnc's canonical form; raises a named error when Loihi/snnc cannot express it."""
+    md = dict(getattr(node, "metadata", None) or {})
+    tname = type(node).__name__
+    if isinstance(node, (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Scale, nir.Conv2d, nir.SumPool2d,
+                         nir.AvgPool2d, nir.Flatten, nir.Conv1d)):
+        return _Lowered(node, note="kept")
+    if isinstance(node, nir.I):
+        if not readout:
+            raise UnsupportedLayerError(f"node {name!r}: I emits its potential, not spikes; snnc connections "
+                                        "carry spikes, so an I node must be the readout (feed the Output)")
+        return _Lowered(node, note="readout")
+    if isinstance(node, nir.IF):
+        r = _arr(node, "r", 1.0)
+        th = _arr(node, "v_threshold")
+        out = nir.IF(r=np.ones(np.broadcast_shapes(r.shape, th.shape)), v_threshold=th + np.zeros_like(r), metadata=md)
+        return _Lowered(out, gain=_scalar_or(r * dt) if not np.all(r * dt == 1) else 1.0, note="IF, gain r*dt")
+    if isinstance(node, nir.Threshold):
+        th = _arr(node, "threshold")
+        md.update({SOURCE_TYPE: "Threshold", cv.RESET: "zero"})
+        return _Lowered(nir.LIF(tau=np.ones_like(th), r=np.ones_like(th), v_leak=np.zeros_like(th), v_threshold=th, metadata=md),
+                        note="Threshold -> memoryless LIF (T = 1)")
+    if isinstance(node, nir.Delay):
+        d = _arr(node, "delay") / dt
+        if d.size == 0 or np.any(d != d.ravel()[0]):
+            raise UnsupportedLayerError(f"node {name!r}: field 'delay' differs between neurons; snnc delays whole "
+                                        "layers (per-synapse delays need Lava's DelayDense)")
+        k = float(d.ravel()[0])
+        if k < 0 or abs(k - round(k)) > 1e-6:
+            raise UnsupportedLayerError(f"node {name!r}: field 'delay' = {k:g} steps (dt = {dt:g}) is not a "
+                                        "whole number of steps")
+        return _Lowered(None, relays=int(round(k)), note=f"{int(round(k))} relay layer(s)")
+    if isinstance(node, LEAKY):
+        cuba = hasattr(node, "tau_syn")
+        tau = _arr(node, "tau_mem" if cuba else "tau")
+        r = _arr(node, "r", 1.0)
+        vl = _arr(node, "v_leak", 0.0)
+        if np.any(vl != 0):
+            raise UnsupportedLayerError(f"node {name!r}: field 'v_leak' must be 0; Lava's LIF decays toward 0 "
+                                        "(a leak potential would be a bias, which NIR cannot attach here)")
+        vr = getattr(node, "v_reset", None)
+        if vr is not None and np.any(np.asarray(vr) != 0):
+            raise UnsupportedLayerError(f"node {name!r}: field 'v_reset' must be 0 (snnc resets by subtraction "
+                                        "or to zero)")
+        beta = _decay(tau, dt, how, name, "tau_mem" if cuba else "tau")
+        gain = r * dt / tau
+        spiking = isinstance(node, (nir.LIF, nir.CubaLIF))
+        if not spiking and not readout:
+            raise UnsupportedLayerError(f"node {name!r}: {tname} emits its potential, not spikes; snnc connections "
+                                        "carry spikes, so it must be the readout (feed the Output)")
+        th = _arr(node, "v_threshold") if spiking else None
+        md[SOURCE_TYPE] = tname
+        fields = [tau, r, vl] + ([th] if spiking else []) + ([_arr(node, "tau_syn"), _arr(node, "w_in", 1.0)]
+                                                             if cuba else [])
+        shp = np.broadcast_shapes(*(np.shape(f) for f in fields))  # nir wants equal shapes
+        full = lambda a: np.broadcast_to(np.asarray(a, np.float64), shp).copy()  # noqa: E731
+        if cuba:
+            ts = _arr(node, "tau_syn")
+            alpha = _decay(ts, dt, how, name, "tau_syn")
+            gain = gain * _arr(node, "w_in", 1.0) * dt / ts
+            s, t = full(_steps(alpha)), full(_steps(beta))
+            if not spiking:
+                md[cv.READOUT] = True
+                th = np.inf
+            out = nir.CubaLIF(tau_syn=s, tau_mem=t, r=t, v_leak=full(0.0), v_threshold=full(th), w_in=s, metadata=md)
+        elif spiking:
+            t = full(_steps(beta))
+            out = nir.LIF(tau=t, r=t, v_leak=full(0.0), v_threshold=full(th), metadata=md)
+        else:
+            t = full(_steps(beta))
+            out = nir.LI(tau=t, r=t, v_leak=full(0.0), metadata=md)
+        g = _scalar_or(gain)
+        return _Lowered(out, gain=1.0 if g.ndim == 0 and abs(float(g) - 1) < 1e-12 else g,
+                        note=f"{tname}: decay {'exp' if how == 'exp' else 'Euler'} dt={dt:g}")
+    raise UnsupportedLayerError(f"node {name!r}: NIR node type {tname} has no integer Loihi meaning in snnc "
+                                "(supported: Input, Output, Affine, Linear, Scale, Conv1d, Conv2d, SumPool2d, "
+                                "AvgPool2d, Flatten, IF, LIF, LI, CubaLIF, CubaLI, I, Threshold, Delay)")
+
+
+def _conv1d_dense(node: nir.Conv1d, name: str, in_shape: tuple) -> nir.Affine:
+    """The exact dense matrix of a Conv1d on a flattened (C, L) input (NIR (C, L) row-major order)."""
+    import torch
+
+    c, n = in_shape
+    eye = torch.eye(c * n, dtype=torch.float64).reshape(c * n, c, n)
+    y = torch.nn.functional.conv1d(eye, torch.as_tensor(np.asarray(node.weight, np.float64)), None,
+                                   stride=_int1(node.stride), padding=_pad1(node, name),
+                                   dilation=_int1(node.dilation), groups=_int1(node.groups))
+    w = y.reshape(c * n, -1).T.numpy()
+    b = np.repeat(np.asarray(node.bias, np.float64) * np.ones(y.shape[1]), y.shape[2])
+    return nir.Affine(weight=w, bias=b)
+
+
+def _normalise_input(graph: nir.NIRGraph) -> None:
+    """Drop a leading batch dimension of 1 that exporters without ``ignore_dims`` write into the Input."""
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Input):
+            shape = _shape_of(node) or ()
+            succ = [graph.nodes[d] for s, d in graph.edges if s == name]
+            if len(shape) == 4 and shape[0] == 1:
+                node.input_type = {"input": np.array(shape[1:])}
+            elif len(shape) == 2 and shape[0] == 1 and succ and all(
+                    isinstance(x, (nir.Affine, nir.Linear)) and np.asarray(x.weight).shape[1] == shape[1]
+                    for x in succ):
+                node.input_type = {"input": np.array(shape[1:])}
+            node.output_type = {"output": np.array(node.input_type["input"])}
+
+
+def prepare(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Torch tensors -> numpy, nested graphs inlined, batch dim dropped, cycles refused (GraphError)."""
+    import copy
+
+    g = flatten_subgraphs(_to_numpy(copy.deepcopy(graph)))
+    _normalise_input(g)
+    _check_acyclic(g)
+    return g
+
+
+def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRGraph:
+    """Any supported NIR graph -> snnc float graph in canonical discrete time (module docstring)."""
+    from snnc.ir.graph import validate
+
+    o = options or ImportOptions()
+    if o.discretisation not in DISCRETISATIONS:
+        raise GraphError(f"discretisation must be one of {DISCRETISATIONS}, got {o.discretisation!r}")
+    g = prepare(graph)
+    dt = float(o.dt) if o.dt is not None else _infer_dt(g)
+    if not dt > 0:
+        raise GraphError(f"dt must be > 0, got {dt}")
+    shapes = _logical_shapes(g)
+    outs = [n for n, v in g.nodes.items() if isinstance(v, nir.Output)]
+    if len(outs) != 1:
+        raise GraphError(f"graph must have exactly one Output node, found {len(outs)}: {outs}")
+    out = outs[0]
+    out_preds = [s for s, d in g.edges if d == out]
+    flat = any(isinstance(v, nir.Conv1d) for v in g.nodes.values())
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    rename: dict[str, str] = {}  # original name -> name of the node its *output* now comes from
+    entry: dict[str, str] = {}  # original name -> name its *input* edges go to
+
+    def fresh(base: str) -> str:
+        while base in g.nodes or base in nodes:
+            base += "_"
+        return base
+
+    for name, node in g.nodes.items():
+        readout = name in out_preds
+        low = lower_node(name, node, dt, o.discretisation, readout)
+        in_shape = shapes[[s for s, d in g.edges if d == name][0]] if not isinstance(node, nir.Input) else None
+        n = low.node
+        if isinstance(node, nir.Delay):
+            src_nodes = [g.nodes[s] for s, d in g.edges if d == name]
+            if low.relays and not all(isinstance(x, SPIKING) for x in src_nodes):
+                raise UnsupportedLayerError(f"node {name!r}: a Delay must follow a spiking layer (snnc delays "
+                                            "spike trains with relay neurons)")
+            chain = []
+            for i in range(low.relays):
+                rn = fresh(f"{name}.relay{i}")
+                nodes[rn] = nir.IF(r=np.array(1.0), v_threshold=np.array(0.5), metadata={cv.RESET: "zero", SOURCE_TYPE: "Delay"})
+                chain.append(rn)
+            if chain:
+                edges.extend(zip(chain, chain[1:]))
+                entry[name], rename[name] = chain[0], chain[-1]
+            else:
+                entry[name] = rename[name] = name
+                nodes[name] = nir.Scale(scale=np.array(1.0))
+            continue
+        if isinstance(node, nir.Conv1d):
+            n = _conv1d_dense(node, name, in_shape)
+        elif flat and isinstance(node, nir.Flatten) and len(in_shape) <= 2:
+            n = nir.Scale(scale=np.array(1.0))  # the tensor is already carried flat
+        elif flat and isinstance(node, nir.Input) and len(shapes[name]) == 2:
+            nodes[name] = node
+            fl = fresh(f"{name}.flatten")
+            nodes[fl] = nir.Flatten(input_type={"input": np.array(shapes[name])}, start_dim=0, end_dim=-1)
+            edges.append((name, fl))
+            rename[name], entry[name] = fl, name
+            continue
+        if flat and cv.is_neuron(n) and len(shapes[name]) == 2:
+            for f in ("v_threshold", "r", "tau", "tau_mem", "tau_syn", "w_in"):
+                a = getattr(n, f, None)
+                if a is not None and np.asarray(a).size > 1:
+                    setattr(n, f, np.asarray(a).reshape(-1))
+        nodes[name] = n
+        entry[name] = rename[name] = name
+        if not (isinstance(low.gain, float) and low.gain == 1.0):
+            sc = fresh(f"{name}.gain")
+            gain = np.asarray(low.gain, np.float64)
+            if gain.ndim and flat and len(shapes[name]) == 2:
+                gain = gain.reshape(-1)
+            nodes[sc] = nir.Scale(scale=gain)
+            edges.append((sc, name))
+            entry[name] = sc
+    for s, d in g.edges:
+        edges.append((rename[s], entry[d]))
+    # the Output reads a potential: give spiking or linear outputs an integrating readout
+    src = out_preds[0] if len(out_preds) == 1 else None
+    if src is None:
+        raise GraphError(f"Output node {out!r} must have exactly one input, has {out_preds}")
+    last = nodes[rename[src]]
+    if not (isinstance(last, nir.I) or isinstance(last, (nir.LI,)) or
+            (cv.is_neuron(last) and bool(cv.meta(last, cv.READOUT, False)))):
+        ro = fresh(f"{src}.readout")
+        shp = shapes[src]
+        n_ro = int(np.prod(shp)) if flat and len(shp) == 2 else None
+        nodes[ro] = nir.I(r=np.ones(n_ro) if n_ro else np.array(1.0),
+                          metadata={cv.READOUT: True, cv.SOURCE: f"nir_import: integrates the output of {src!r}"})
+        edges = [(a, b) for a, b in edges if not (a == rename[src] and b == entry[out])]
+        edges += [(rename[src], ro), (ro, out)]
+    if flat and len(shapes[src]) == 2:
+        nodes[out] = nir.Output(output_type={"output": np.array([int(np.prod(shapes[src]))])})
+    md = dict(getattr(g, "metadata", None) or {})
+    md.update({DT: dt, DISCRETISATION: o.discretisation})
+    md.setdefault(cv.KIND, cv.FLOAT)
+    res = nir.NIRGraph(nodes=nodes, edges=edges, metadata=md)
+    validate(res)
+    return res
+
+
+def check_cuba_bias(graph: nir.NIRGraph) -> None:
+    """A fused graph: a bias into a CubaLIF is refused (NIR filters it through the current; Lava adds it to v)."""
+    from snnc.backends.cpu.plan import build_plan
+
+    plan = build_plan(graph)
+    for c in plan.connections:
+        if isinstance(graph.nodes[c.dst], nir.CubaLIF):
+            for o in c.ops:
+                b = getattr(graph.nodes[o], "bias", None)
+                if b is not None and np.any(np.asarray(b) != 0):
+                    raise UnsupportedLayerError(f"node {o!r}: field 'bias' into CubaLIF {c.dst!r} is nonzero; NIR "
+                                                "filters a bias through the synaptic current, Lava adds it to v")
+
+
+def compile_nir(path: str | os.PathLike | nir.NIRGraph, calib_x: np.ndarray, weight_bits: int | dict = 8,
+                calib_steps: int = 64, options: ImportOptions | None = None):
+    """NIR file (or graph) from any tool -> ``Compiled`` (lowered float graph, integer graph, report)."""
+    import time
+
+    from snnc.compiler.passes.fuse_synapses import fuse_synapses
+    from snnc.compiler.passes.quantize import quantize_with_report
+    from snnc.compiler.pipeline import Compiled
+
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    raw = path if isinstance(path, nir.NIRGraph) else read_any(path)
+    g = lower(raw, options)
+    t["import"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    g = fuse_synapses(g)
+    check_cuba_bias(g)
+    t["fuse_synapses"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gi, rep = quantize_with_report(g, weight_bits=weight_bits, calib=calib_x, calib_steps=calib_steps)
+    t["quantize"] = time.perf_counter() - t0
+    return Compiled(g, gi, rep, t)
+
+
+def deployability(graph: nir.NIRGraph, options: ImportOptions | None = None) -> list[dict]:
+    """Per node: name, type, deployable (bool), reason (what it lowers to, or the named error)."""
+    o = options or ImportOptions()
+    rows = []
+    try:
+        g = prepare(graph)
+        graph_err = None
+    except SnncError as e:
+        g, graph_err = flatten_subgraphs(_to_numpy(__import__("copy").deepcopy(graph))), str(e)
+    dt = float(o.dt) if o.dt is not None else _infer_dt(g)
+    outs = {s for s, d in g.edges if isinstance(g.nodes.get(d), nir.Output)}
+    cyc: set[str] = set()
+    if graph_err:
+        try:
+            cyc = {a for a, _ in nx.find_cycle(nx.DiGraph(list(map(tuple, g.edges))))}
+        except nx.NetworkXNoCycle:
+            pass
+    for name, node in g.nodes.items():
+        row = {"name": name, "type": type(node).__name__}
+        try:
+            low = lower_node(name, node, dt, o.discretisation, name in outs)
+            if name in cyc:
+                raise GraphError(graph_err)
+            if isinstance(node, nir.Threshold):
+                row["deployable"] = False
+                row["reason"] = ("float simulator only: a memoryless neuron needs dv = 4096, Lava's dv is 12-bit "
+                                 "(max 4095)")
+            else:
+                row["deployable"] = True
+                row["reason"] = low.note
+        except SnncError as e:
+            row["deployable"] = False
+            row["reason"] = f"{type(e).__name__}: {e}"
+        rows.append(row)
+    return rows

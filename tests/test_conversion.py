@@ -1,0 +1,223 @@
+"""Conversion quality (issue 4): QCFS ClipFloor, half-threshold init, threshold tuning, residual add/cat fan-in
+with delay balancing, the max-pool rule, and the sweep command. Tiny fixed networks, float simulator."""
+from __future__ import annotations
+
+import functools
+import json
+
+import nir
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from snnc.backends.cpu.simulator import simulate
+from snnc.compiler.frontend.convert import convert
+from snnc.compiler.frontend.residual import balance_residual_delays, delay_imbalance
+from snnc.compiler.passes.threshold_tuning import layer_activations, tune_thresholds, tuning_factor
+from snnc.compiler.train import ClipFloor, swap_maxpool, swap_relu
+from snnc.ir import conventions as cv
+from snnc.ir.errors import UnsupportedLayerError
+
+
+@pytest.fixture(scope="module")
+def xs() -> np.ndarray:
+    from snnc.compiler.data import digits
+
+    return digits("train")[0][:96]
+
+
+def _ann(m: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return m(torch.as_tensor(x)).numpy()
+
+
+def _err(g, m, x, steps) -> float:
+    """Mean squared error of the SNN readout against the ANN logits (float simulator)."""
+    return float(np.mean((simulate(g, x, steps=steps).logits - _ann(m, x)) ** 2))
+
+
+def _cnn(act=nn.ReLU, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), act(), nn.Conv2d(6, 8, 3, padding=1), act(),
+                      nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8 * 16, 10))
+    return m.eval()
+
+
+class Res(nn.Module):
+    """Stem, one identity-shortcut block, one downsampling block (1x1 conv shortcut), linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.c0, self.r0 = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()
+        self.c1, self.r1, self.c2, self.r2 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), \
+            nn.ReLU()
+        self.c3, self.r3 = nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU()
+        self.sc, self.r4 = nn.Conv2d(4, 6, 1, stride=2), nn.ReLU()
+        self.fc = nn.Linear(6 * 16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.r0(self.c0(x))
+        y = self.r2(self.c2(self.r1(self.c1(x))) + x)
+        z = self.r4(self.c3(y) + self.sc(y))
+        return self.fc(torch.flatten(z, 1))
+
+
+# --- QCFS -------------------------------------------------------------------------------------------------------
+
+def test_clip_floor_levels_and_gradient():
+    cf = ClipFloor(levels=4, init=2.0)
+    z = torch.linspace(-1, 3, 41, requires_grad=True)
+    h = cf(z)
+    assert torch.allclose(torch.unique(h.detach()), torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0]), atol=1e-5)
+    # floor(z*L/lam + 1/2): z = 0.3 -> floor(1.1) = 1 level of 0.5
+    assert float(cf(torch.tensor(0.3)).detach()) == pytest.approx(0.5, abs=1e-5)
+    h.sum().backward()
+    assert cf.lam.grad is not None and float(cf.lam.grad) != 0.0
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0
+
+
+def test_swap_relu_replaces_and_calibrates(xs):
+    m = swap_relu(_cnn(), levels=8, calib=xs)
+    cfs = [mm for mm in m.modules() if isinstance(mm, ClipFloor)]
+    assert len(cfs) == 2 and not any(isinstance(mm, nn.ReLU) for mm in m.modules())
+    assert all(c.levels == 8 and c.threshold != pytest.approx(4.0, abs=1e-4) for c in cfs)
+
+
+def test_qcfs_threshold_is_lambda_and_half_init_matches_ann_at_T_eq_L(xs):
+    m = _cnn(functools.partial(ClipFloor, 4, 1.5))
+    m[3].lam.data.fill_(0.7)
+    g_half = convert(m, xs, v_init=0.5)
+    ifs = {n: nd for n, nd in g_half.nodes.items() if isinstance(nd, nir.IF)}
+    thetas = sorted(float(np.max(nd.v_threshold)) for nd in ifs.values())
+    assert thetas == pytest.approx([0.7, 1.5], abs=1e-5)
+    assert all(cv.meta(nd, cv.THRESHOLD_METHOD) == "qcfs" for nd in ifs.values())
+    g_zero = convert(m, xs, v_init=0.0)
+    e_half, e_zero = _err(g_half, m, xs, 4), _err(g_zero, m, xs, 4)
+    assert e_half < e_zero
+
+
+# --- half-threshold init and threshold tuning -------------------------------------------------------------------
+
+def test_half_init_lowers_T4_error(xs):
+    m = _cnn()
+    e0 = _err(convert(m, xs, method="max", v_init=0.0), m, xs, 4)
+    e5 = _err(convert(m, xs, method="max", v_init=0.5), m, xs, 4)
+    assert e5 < e0
+
+
+def test_tuning_factor_balances_clip_and_quantization():
+    a = np.random.default_rng(0).exponential(1.0, 20000)
+    theta = float(a.max())
+    k4, r4 = tuning_factor(a, theta, steps=4)
+    k64, r64 = tuning_factor(a, theta, steps=64)
+    assert k4 < k64 <= 1.25 and r4 < 1.0 and r64 <= 1.0  # fewer steps -> lower threshold
+
+
+def test_threshold_tuning_lowers_T4_error(xs):
+    m = _cnn()
+    g = convert(m, xs, method="max", v_init=0.5)
+    gt = tune_thresholds(g, layer_activations(m, xs), steps=4)
+    ks = [cv.meta(nd, "snnc.threshold_factor") for nd in gt.nodes.values() if isinstance(nd, nir.IF)]
+    assert all(k is not None and k < 1 for k in ks)
+    assert _err(gt, m, xs, 4) < _err(g, m, xs, 4)
+
+
+# --- residual adds / cat ----------------------------------------------------------------------------------------
+
+def test_residual_add_is_fan_in_and_matches_ann_at_large_T(xs):
+    m = Res().eval()
+    g = convert(m, xs, method="max", v_init=0.5)
+    assert not any(type(nd).__name__ == "Add" for nd in g.nodes.values())
+    fanin = {d for _, d in g.edges}
+    assert sum(1 for _, d in g.edges if d == "r2") == 2 and sum(1 for _, d in g.edges if d == "r4") == 2
+    assert "r2" in fanin
+    x = xs[:24]
+    ann = _ann(m, x)
+    for gg in (g, balance_residual_delays(g)):
+        r = simulate(gg, x, steps=256)
+        assert np.abs(r.logits - ann).max() < 0.03 * np.abs(ann).max()
+
+
+def test_balance_residual_delays_equalises_depth_and_relays_copy_spikes(xs):
+    m = Res().eval()
+    g = convert(m, xs, method="max", v_init=0.5)
+    assert delay_imbalance(g) == {"r2": [1, 2]}
+    gb = balance_residual_delays(g)
+    assert delay_imbalance(gb) == {}
+    r = simulate(gb, xs[:16], steps=20)
+    # a relay repeats its source's spikes one step later: counts differ by at most the last spike
+    diff = r.spike_counts["r0"] - r.spike_counts["r0.relay1"]
+    assert r.spike_counts["r0"].sum() > 0 and diff.min() >= 0 and diff.max() <= 1
+
+
+def test_add_output_goes_into_readout_and_cat_converts(xs):
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(2)
+            self.c, self.r = nn.Conv2d(1, 3, 3, padding=1), nn.ReLU()
+            self.d, self.s = nn.Conv2d(1, 2, 3, padding=1), nn.ReLU()
+            self.f1, self.f2 = nn.Linear(5 * 64, 10), nn.Linear(5 * 64, 10)
+
+        def forward(self, x):
+            h = torch.flatten(torch.cat([self.r(self.c(x)), self.s(self.d(x))], 1), 1)
+            return self.f1(h) + self.f2(h)
+
+    m = M().eval()
+    g = convert(m, xs, method="max", v_init=0.5)
+    assert sum(1 for _, d in g.edges if d == "readout") >= 2
+    ann = _ann(m, xs[:24])
+    assert np.abs(simulate(g, xs[:24], steps=256).logits - ann).max() < 0.03 * np.abs(ann).max()
+
+
+def test_add_into_conv_is_distributed(xs):
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(3)
+            self.a, self.ra, self.b, self.rb = nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(1, 3, 1), nn.ReLU()
+            self.c, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 64, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(torch.relu(self.c(self.ra(self.a(x)) + self.rb(self.b(x)))), 1))
+
+    m = M().eval()
+    g = convert(m, xs, method="max", v_init=0.5)
+    ann = _ann(m, xs[:24])
+    assert np.abs(simulate(g, xs[:24], steps=256).logits - ann).max() < 0.03 * np.abs(ann).max()
+
+
+# --- max pooling ------------------------------------------------------------------------------------------------
+
+def test_maxpool_gives_named_error_and_swap_fixes_it(xs):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                      nn.Linear(64, 10)).eval()
+    with pytest.raises(UnsupportedLayerError, match=r"'2' \(MaxPool2d\).*swap_maxpool"):
+        convert(m, xs)
+    swap_maxpool(m)
+    assert isinstance(m[2], nn.AvgPool2d)
+    convert(m, xs)
+
+
+# --- the sweep command ------------------------------------------------------------------------------------------
+
+def test_sweep_json_and_plot(tmp_path, capsys):
+    from snnc.compiler.cli import main
+
+    p = tmp_path / "m.pt"
+    torch.save(_cnn(), p)
+    png = tmp_path / "s.png"
+    rc = main(["sweep", str(p), "--steps", "2,16", "--method", "max,percentile", "--init", "zero,half",
+               "--limit", "24", "--plot", str(png), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0 <= out["ann_accuracy"] <= 1 and len(out["rows"]) == 8
+    assert {r["method"] for r in out["rows"]} == {"max", "percentile"}
+    assert {(r["init"], r["steps"]) for r in out["rows"]} == {("zero", 2), ("zero", 16), ("half", 2), ("half", 16)}
+    assert all(0 <= r["float_accuracy"] <= 1 and 0 <= r["int_accuracy"] <= 1 for r in out["rows"])
+    assert png.stat().st_size > 1000
+    rc = main(["sweep", str(p), "--method", "qcfs", "--limit", "4", "--plot", str(png)])
+    assert rc == 3  # a ReLU model has no ClipFloor: UnsupportedLayerError

@@ -1,0 +1,154 @@
+"""The simulator's fast exact engine: bit-identical to the int64 reference on random graphs, every path covered
+(float32 / float64 connections, conv wrap, u wrap, v saturation, decays, zero reset), memory flat in T."""
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+import textwrap
+
+import nir
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from snnc.backends.cpu import exact_engine as ee
+from snnc.backends.cpu.plan import build_plan
+from snnc.backends.cpu.simulator import _Layer, _Synapse, quantize_input, simulate
+from snnc.compiler.pipeline import compile_model
+from snnc.ir import conventions as cv
+from snnc.ir.graph import copy_graph
+
+
+@functools.lru_cache(maxsize=None)
+def _random_int_graph(seed: int):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    c1, c2 = int(rng.integers(2, 6)), int(rng.integers(2, 6))
+    model = nn.Sequential(nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(),
+                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(c2 * 9, 5)).eval()
+    x = rng.random((24, 1, 6, 6)).astype(np.float32) * (1 if seed % 2 else 2) - (0 if seed % 2 else 1)
+    return compile_model(model, x, calib_steps=8).int_graph, x
+
+
+def _variant(g, kind: str, rng: np.random.Generator):
+    """Push a compiled integer graph onto the engine's slow paths (all edits keep it a valid integer graph)."""
+    g = copy_graph(g)
+    plan = build_plan(g)
+    convs = [n for n, nd in g.nodes.items() if isinstance(nd, nir.Conv2d)]
+    spiking = [n for n in plan.neurons if n != plan.readout]
+    if kind in ("big", "all"):  # accumulators beyond 2**23: float64 connections, conv wraps, v saturation
+        for n in convs:  # Lava's Conv field holds |w| <= 2**16
+            g.nodes[n].weight = rng.integers(-2 ** 16, 2 ** 16 + 1, np.shape(g.nodes[n].weight)).astype(float)
+    if kind in ("decay", "all"):  # carried current (du < 4095), leak (dv > 0): the float64 general path
+        for n in spiking:
+            g.nodes[n].metadata[cv.DU] = int(rng.integers(0, 4000))
+            g.nodes[n].metadata[cv.DV] = int(rng.integers(1, 300))
+    if kind in ("zero", "all"):
+        g.nodes[spiking[-1]].metadata[cv.RESET] = "zero"
+    return g
+
+
+def _assert_same(a, b):
+    np.testing.assert_array_equal(a.logits, b.logits)
+    np.testing.assert_array_equal(a.potentials, b.potentials)
+    for n in b.spike_counts:
+        np.testing.assert_array_equal(a.spike_counts[n], b.spike_counts[n], err_msg=n)
+    ev = lambda r: {k: {kk: vv for kk, vv in d.items() if vv} for k, d in r.events.items()}  # noqa: E731
+    assert ev(a) == ev(b)
+    if b.rasters is not None:
+        for n in b.rasters:
+            np.testing.assert_array_equal(a.rasters[n], b.rasters[n], err_msg=n)
+
+
+def _plans(g, x):
+    plan = build_plan(g)
+    dev = torch.device("cpu")
+    syn = [_Synapse(g, plan, c, True, dev) for c in plan.connections]
+    layers = {n: _Layer(n, g.nodes[n], plan.shapes[n], True,
+                        sum((syn[i].bias for i in plan.incoming[n]), np.zeros(plan.shapes[n])), dev)
+              for n in plan.neurons}
+    xin = quantize_input(g, x)
+    conns = ee.plan_connections(syn, plan, float(np.abs(xin).max()), dev)
+    return conns, ee.plan_layers(layers, plan, conns, dev)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("kind", ["plain", "big", "decay", "zero", "all"])
+def test_fast_engine_bit_exact_on_random_graphs(seed, kind):
+    g0, x = _random_int_graph(seed)
+    g = _variant(g0, kind, np.random.default_rng(seed))
+    steps = 6 + seed
+    fast = simulate(g, x, steps, batch_size=10, rasters=seed == 0, engine="fast")
+    ref = simulate(g, x, steps, batch_size=10, rasters=seed == 0, engine="reference")
+    _assert_same(fast, ref)
+    conns, layers = _plans(g, x)
+    if kind == "plain":  # compiled graphs run entirely in float32
+        assert all(c.dtype == torch.float32 and not c.wrap for c in conns[:-1])
+    if kind in ("big", "all"):
+        assert any(c.wrap and c.dtype == torch.float64 for c in conns)
+        assert sum(d.get("v_saturate", 0) + d.get("conv_wrap", 0) for d in ref.events.values()) > 0
+    if kind in ("decay", "all"):
+        assert any(L.u_wrap_possible and L.dtype == torch.float64 for L in layers.values())
+
+
+def test_float32_bound_is_checked_per_connection():
+    """A connection whose accumulator may reach 2**23 must not run in float32 (the proof would not hold)."""
+    g0, x = _random_int_graph(5)
+    conns0, _ = _plans(g0, x)
+    g = _variant(g0, "big", np.random.default_rng(0))
+    conns, layers = _plans(g, x)
+    for c0, c in zip(conns0, conns):
+        assert (c.dtype == torch.float32) == (c.bound < 2 ** 23)
+        assert c.wrap == (c.bound >= 2 ** 23 and not any(o[0] == "dense" for o in c.ops))
+    assert any(c.dtype == torch.float64 for c in conns) and all(c.dtype == torch.float32 for c in conns0[:-1])
+
+
+def test_auto_engine_matches_reference_on_cli_defaults():
+    g, x = _random_int_graph(7)
+    _assert_same(simulate(g, x, 12), simulate(g, x, 12, engine="reference"))
+
+
+def test_bad_engine_name_is_rejected():
+    g, x = _random_int_graph(0)
+    with pytest.raises(ValueError, match="engine"):
+        simulate(g, x, 4, engine="turbo")
+
+
+_MEM = textwrap.dedent("""
+    import resource, sys, numpy as np, torch, nir
+    from snnc.backends.cpu.simulator import simulate
+    from snnc.ir import conventions as cv
+    n = 4096
+    rng = np.random.default_rng(0)
+    w1 = rng.integers(-3, 4, (n, 64)).astype(float)
+    w2 = rng.integers(-3, 4, (4, n)).astype(float)
+    md = {cv.WEIGHT_EXP: 0, cv.WEIGHT_BITS: 8}
+    g = nir.NIRGraph(nodes={"input": nir.Input(np.array([64])), "fc1": nir.Linear(w1),
+        "l1": nir.IF(r=np.ones(n), v_threshold=np.full(n, 40.0)), "fc2": nir.Linear(w2),
+        "ro": nir.I(r=np.ones(4)), "output": nir.Output(np.array([4]))},
+        edges=[("input", "fc1"), ("fc1", "l1"), ("l1", "fc2"), ("fc2", "ro"), ("ro", "output")],
+        metadata={cv.KIND: cv.INTEGER, cv.INPUT_SCALE: 1.0, cv.INPUT_BITS: 8, cv.INPUT_SIGNED: False,
+                  "snnc.node_metadata": {"fc1": md, "fc2": md}})
+    for k in ("fc1", "fc2"):
+        g.nodes[k].metadata = dict(md)
+    x = rng.integers(0, 4, (128, 64)).astype(float)
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # noqa: E731
+    simulate(g, x, 4, batch_size=128)
+    p4 = peak()
+    simulate(g, x, 64, batch_size=128)
+    p64 = peak()
+    simulate(g, x, 64, batch_size=128, rasters=True)
+    print(p64 - p4, peak() - p64)
+""")
+
+
+def test_peak_memory_does_not_grow_with_steps():
+    """Storing B x T x neurons would cost 128 x 4096 x 4 bytes (2 MiB) more per step: 120 MiB more at T=64."""
+    out = subprocess.run([sys.executable, "-c", _MEM], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    grow_steps, grow_rasters = map(int, out.stdout.split()[-2:])
+    per_step = 128 * 4096 * 4
+    assert grow_steps < 4 * per_step
+    assert grow_rasters > 8 * per_step  # the measurement does see O(T) storage (bool rasters) when asked for
