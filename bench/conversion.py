@@ -33,7 +33,7 @@ def _table(title: str, rows: list[dict], ann: float) -> None:
                      None)
             cells.append("-" if r is None else f"{100 * r['float_accuracy']:.2f} / {100 * r['int_accuracy']:.2f}")
         t.add_row(f"{m} {i}-init" + (" +tune+restructure" if tune else ""), *cells)
-    Console().print(t)
+    Console(width=200).print(t)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from snnc.compiler.frontend.convert import ConvertOptions, convert
+from snnc.compiler.passes.bias_onset import compensate_bias_onset
 from snnc.compiler.passes.fold_batchnorm import fold_batchnorm
 from snnc.compiler.passes.fuse_synapses import fuse_synapses
 from snnc.compiler.passes.quantize import QuantReport, quantize_with_report
@@ -27,9 +28,11 @@ class Compiled:
 
 def compile_model(model: torch.nn.Module, calib: np.ndarray, options: ConvertOptions | None = None,
                   weight_bits: int | dict = 8, calib_steps: int = 64,
-                  float_passes: Sequence[Callable[[Graph], Graph]] = (), **convert_kw) -> Compiled:
+                  float_passes: Sequence[Callable[[Graph], Graph]] = (), bias_onset: bool = True,
+                  **convert_kw) -> Compiled:
     """Convert, run ``float_passes`` (e.g. threshold tuning, residual delay balancing) on the converted graph,
-    fold BatchNorm, fuse synapses and quantize; times each stage (seconds)."""
+    fold BatchNorm, fuse synapses, quantize, and (``bias_onset``) pre-charge initial potentials so each layer's
+    bias starts with its first input, in both graphs; times each stage (seconds)."""
     t = {}
     t0 = time.perf_counter()
     g = convert(model, calib, options, **convert_kw)
@@ -47,4 +50,8 @@ def compile_model(model: torch.nn.Module, calib: np.ndarray, options: ConvertOpt
     t0 = time.perf_counter()
     gi, rep = quantize_with_report(g, weight_bits=weight_bits, calib=calib, calib_steps=calib_steps)
     t["quantize"] = time.perf_counter() - t0
+    if bias_onset:
+        t0 = time.perf_counter()
+        g, gi = compensate_bias_onset(g), compensate_bias_onset(gi)
+        t["bias_onset"] = time.perf_counter() - t0
     return Compiled(g, gi, rep, t)

@@ -101,6 +101,16 @@ def _check_global_heaps(p: Path) -> None:
                     q += need
 
 
+def _required_fields(t: str) -> list[str]:
+    """Fields a stored node of NIR type ``t`` must have (Input/Output store their shape as 'shape')."""
+    import dataclasses
+
+    if t in ("Input", "Output"):
+        return ["shape"]
+    return [f.name for f in dataclasses.fields(getattr(nir, t))
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
 def _type_name(p: Path, name: str, nd: Any) -> str:
     if not isinstance(nd, dict):
         raise NIRFileError(f"{p}: node {name!r}: expected an HDF5 group, found a {type(nd).__name__}")
@@ -163,6 +173,9 @@ def _build(p: Path, d: dict) -> nir.NIRGraph:
         t = _type_name(p, name, nd)
         if t == "NIRGraph":
             raise NIRFileError(f"{p}: node {name!r} is a nested NIRGraph; snnc reads flat graphs only")
+        for req in _required_fields(t):
+            if req not in nd:
+                raise NIRFileError(f"{p}: node {name!r} ({t}): missing field {req!r}")
         _check_fields(p, name, t, nd)
         md = nd.get("metadata", {})
         if not isinstance(md, dict):
@@ -254,17 +267,37 @@ def write_nir(graph: nir.NIRGraph, path: str | os.PathLike) -> None:
         raise
 
 
+def _meta_equal(a: dict, b: dict) -> bool:
+    """Metadata equality where lists read back as arrays (and nested dicts) compare by value."""
+    a, b = _clean_meta(a or {}), _clean_meta(b or {})
+    if set(a) != set(b):
+        return False
+    for k in a:
+        u, v = a[k], b[k]
+        if isinstance(u, dict) or isinstance(v, dict):
+            if not (isinstance(u, dict) and isinstance(v, dict) and _meta_equal(u, v)):
+                return False
+        elif isinstance(u, (str, bytes)) or isinstance(v, (str, bytes)):
+            if str(u) != str(v):
+                return False
+        else:
+            ua, va = np.asarray(u), np.asarray(v)
+            if ua.shape != va.shape or not np.array_equal(ua, va):
+                return False
+    return True
+
+
 def graphs_equal(a: Any, b: Any) -> bool:
     """Structural equality of two graphs: node names, types, arrays, metadata, edges."""
     if set(a.nodes) != set(b.nodes) or sorted(map(tuple, a.edges)) != sorted(map(tuple, b.edges)):
         return False
-    if _clean_meta(getattr(a, "metadata", {})) != _clean_meta(getattr(b, "metadata", {})):
+    if not _meta_equal(getattr(a, "metadata", None), getattr(b, "metadata", None)):
         return False
     for k in a.nodes:
         x, y = a.nodes[k], b.nodes[k]
         if type(x) is not type(y):
             return False
-        if _clean_meta(getattr(x, "metadata", None) or {}) != _clean_meta(getattr(y, "metadata", None) or {}):
+        if not _meta_equal(getattr(x, "metadata", None), getattr(y, "metadata", None)):
             return False
         dx, dy = x.to_dict(), y.to_dict()
         if set(dx) != set(dy):

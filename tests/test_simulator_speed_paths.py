@@ -88,6 +88,7 @@ def test_fast_engine_bit_exact_on_random_graphs(seed, kind):
         assert all(c.dtype == torch.float32 and not c.wrap for c in conns[:-1])
     if kind in ("big", "all"):
         assert any(c.wrap and c.dtype == torch.float64 for c in conns)
+        assert kind == "all" or any(L.u_check for L in layers.values())  # u = a << 6 checked, wrapped in place
         assert sum(d.get("v_saturate", 0) + d.get("conv_wrap", 0) for d in ref.events.values()) > 0
     if kind in ("decay", "all"):
         assert any(L.u_wrap_possible and L.dtype == torch.float64 for L in layers.values())
@@ -152,3 +153,25 @@ def test_peak_memory_does_not_grow_with_steps():
     per_step = 128 * 4096 * 4
     assert grow_steps < 4 * per_step
     assert grow_rasters > 8 * per_step  # the measurement does see O(T) storage (bool rasters) when asked for
+
+
+def test_cuda_style_sync_free_counting_is_exact(monkeypatch):
+    """The CUDA code path (events counted in device tensors, no silent-layer shortcut) run on CPU."""
+    orig = ee._Counter.__init__
+
+    def sync_free(self, dev):
+        orig(self, dev)
+        self.sync_free = True
+
+    monkeypatch.setattr(ee._Counter, "__init__", sync_free)
+    g0, x = _random_int_graph(1)
+    g = _variant(g0, "all", np.random.default_rng(1))
+    _assert_same(simulate(g, x, 9, engine="fast"), simulate(g, x, 9, engine="reference"))
+
+
+def test_simulator_and_compiler_do_not_import_lava():
+    code = ("import sys, snnc.backends.cpu.simulator, snnc.compiler.pipeline, snnc.compiler.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lava'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -40,6 +40,7 @@ from snnc.ir import conventions as cv
 V_LIM = float(cv.V_MAX)  # 2**23 - 1
 U_MAX = float(2 ** 23)
 F32_EXACT = 2.0 ** 24
+A_WRAP = 2.0 ** 17  # u = a << 6 wraps when a > 2**17 or a <= -2**17
 F64_EXACT = 2.0 ** 53
 
 
@@ -72,7 +73,8 @@ class LayerPlan:
     vth6: torch.Tensor | float | None
     v0: torch.Tensor
     incoming: list[int] = field(default_factory=list)
-    u_wrap_possible: bool = False
+    u_wrap_possible: bool = False  # general path: u carried and/or wrapped in float64
+    u_check: bool = False  # simple path whose u = a << 6 may leave (-2**23, 2**23]: check a, wrap when needed
     vth_min: float = math.inf  # smallest threshold << 6 (-inf disables the no-spike shortcut)
 
 
@@ -151,7 +153,10 @@ def plan_layers(layers: dict, plan, conns: list[ConnPlan], dev: torch.device) ->
         bmax = float(bias6.abs().max()) if bias6.numel() else 0.0
         simple = L.du + 1 >= cv.DECAY_UNITY and L.dv == 0
         a_first = conns[inc[0]].a_bound if inc else 0.0
-        f32 = simple and 64 * A < U_MAX and 64 * (A - a_first) + bmax < U_MAX \
+        u_check = simple and 64 * A >= U_MAX
+        general = not simple or (u_check and len(inc) > 1 and A >= F32_EXACT)
+        # with u_check the summed a is wrapped first: one addend |u| <= 2**23 (then the bias)
+        f32 = not general and (bmax + (0.0 if u_check else 64 * (A - a_first))) < U_MAX \
             and float(L.v0.abs().max()) <= V_LIM
         dt = torch.float32 if f32 else torch.float64
         vth6 = None if L.vth6 is None else L.vth6.to(device=dev, dtype=dt)
@@ -160,7 +165,7 @@ def plan_layers(layers: dict, plan, conns: list[ConnPlan], dev: torch.device) ->
         out[n] = LayerPlan(n, dt, L.vth6 is None, L.reset == "zero", L.du, L.dv, A,
                            None if bmax == 0 else bias6.to(device=dev, dtype=dt), vth6,
                            L.v0.to(device=dev, dtype=dt), list(inc),
-                           u_wrap_possible=64 * A >= U_MAX or not simple,
+                           u_wrap_possible=general, u_check=u_check and not general,
                            vth_min=-math.inf if vth6 is None else float(L.vth6.min()))
     return out
 
@@ -238,7 +243,8 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
     # layers fed only by the (constant) input: precompute 64 a + bias6 (|.| <= 64 A + max|bias6| < 2**24: exact)
     drive = {}
     for n, L in lp.items():
-        if L.incoming and n not in u and all(i in x_const for i in L.incoming) and L.dtype == torch.float32:
+        if L.incoming and n not in u and not L.u_check and all(i in x_const for i in L.incoming) \
+                and L.dtype == torch.float32:
             d = sum(x_const[i] * 64.0 for i in L.incoming)
             drive[n] = d + L.bias6 if L.bias6 is not None else d
     v_before = None
@@ -262,6 +268,15 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
                     vn = _decay(vn, L.dv)
                     v[n] = vn
                 vn.add_(un)
+            elif L.u_check:  # u = a << 6 may wrap: sum a, count and apply Lava's single wrap, add 64 a
+                a = None
+                for i in L.incoming:
+                    if buf[i] is not None:
+                        a = buf[i] if a is None else a + buf[i]
+                if a is not None:
+                    if counter.out_of_range((n, "u_wrap"), a, -A_WRAP + 1, A_WRAP) is not False:
+                        a = torch.where(a > A_WRAP, a - 2 * A_WRAP, torch.where(a <= -A_WRAP, a + 2 * A_WRAP, a))
+                    vn.add_(a, alpha=64)
             elif t > 0 and n in drive:  # constant input drive 64 a + bias6, one exact addend (see the proof)
                 vn.add_(drive[n])
             else:

@@ -32,6 +32,7 @@ class Plan:
     readout: str  # neuron whose potential is the network output
     depth: int  # connections on the longest path Input -> readout (= steps before the output sees input)
     incoming: dict[str, list[int]] = field(default_factory=dict)  # neuron -> indices into connections
+    depths: dict[str, int] = field(default_factory=dict)  # neuron -> step at which its first input arrives
 
 
 def build_plan(graph: Graph) -> Plan:
@@ -76,4 +77,4 @@ def build_plan(graph: Graph) -> Plan:
     depth: dict[str, int] = {inp: 0}
     for n in neurons:
         depth[n] = max(depth.get(conns[i].src, 0) + 1 for i in incoming[n])
-    return Plan(inp, neurons, conns, shapes, readout, depth[readout], incoming)
+    return Plan(inp, neurons, conns, shapes, readout, depth[readout], incoming, depth)

@@ -322,7 +322,9 @@ class _Synapse:
 
     def linear(self, x: torch.Tensor) -> torch.Tensor:
         """Float chains: the input-dependent part (bias removed; it is added at the neuron)."""
-        return self(x) - torch.as_tensor(self.bias, device=x.device)
+        if getattr(self, "_bias_t", None) is None or self._bias_t.device != x.device:
+            self._bias_t = torch.as_tensor(self.bias, device=x.device)
+        return self(x) - self._bias_t
 
 
 def _as_batches(n: int, batch_size: int) -> Iterable[slice]:

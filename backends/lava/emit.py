@@ -12,6 +12,8 @@ Mapping (see ``snnc.ir.conventions`` for the units):
   IF, snnc.reset "subtract"-> SubtractLIF (per-neuron vth)
   I (readout)              -> SubtractLIF(spiking=0)
 Fan-in: every connection into a neuron layer connects to its a_in port; Lava sums them.
+Recording: a lava.proc.io.extractor.Extractor per neuron layer receives its s_out every step (one message per
+step; Var.get() moves arrays element by element and is far too slow for rasters).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def import_lava() -> Any:
         import lava.magma.core.run_configs  # noqa: F401
         import lava.proc.conv.process  # noqa: F401
         import lava.proc.dense.process  # noqa: F401
-        import lava.proc.io.sink  # noqa: F401
+        import lava.proc.io.extractor  # noqa: F401
         import lava.proc.io.source  # noqa: F401
         import lava.proc.lif.process  # noqa: F401
     except Exception as e:  # ImportError, or lava failing on import (wrong numpy, Python version)
@@ -82,7 +84,8 @@ class LavaNetwork:
 
     source: RingBuffer feeding graded int32 input (Lava layout, one time slot, set per sample)
     neurons: neuron layer name -> NeuronLayer; synapses: connection key -> Synapse
-    sinks: neuron layer name -> sink RingBuffer recording its spikes over ``record_steps`` steps
+    recorders: neuron layer name -> Extractor receiving its s_out every step (buffer: ``sample_steps`` steps)
+    sample_steps: steps per sample; SubtractLIF layers restart every ``sample_steps`` steps (0: never)
     warnings: conditions under which Lava's arithmetic may not be exact (float32 conv accumulation)
     """
 
@@ -91,8 +94,8 @@ class LavaNetwork:
     source: Any
     neurons: dict[str, NeuronLayer]
     synapses: dict[str, Synapse]
-    sinks: dict[str, Any]
-    record_steps: int
+    recorders: dict[str, Any]
+    sample_steps: int
     input_lava_shape: tuple
     warnings: list[str] = field(default_factory=list)
 
@@ -101,17 +104,26 @@ class LavaNetwork:
         out = {n: L.process for n, L in self.neurons.items()}
         out.update({k: s.process for k, s in self.synapses.items()})
         out["<input>"] = self.source
-        out.update({f"<sink {n}>": s for n, s in self.sinks.items()})
+        out.update({f"<recorder {n}>": r for n, r in self.recorders.items()})
         return out
 
+    def self_resetting(self, layer: str) -> bool:
+        """True when ``layer`` restarts itself at sample boundaries (SubtractLIF with sample_steps > 0)."""
+        from snnc.backends.lava.processes import SubtractLIF
+
+        return self.sample_steps > 0 and isinstance(self.neurons[layer].process, SubtractLIF)
+
     def run_cfg(self) -> Any:
-        """``Loihi2SimCfg(select_tag="fixed_pt")`` with snnc's process model mapped per instance."""
+        """``Loihi2SimCfg(select_tag="fixed_pt")``; snnc's neuron model and the (untagged) Extractor model are
+        mapped per process instance."""
         from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.io.extractor import PyLoihiExtractorModel
 
         from snnc.backends.lava.processes import PySubtractLIFModelFixed, SubtractLIF
 
-        exc = {L.process: PySubtractLIFModelFixed for L in self.neurons.values()
-               if isinstance(L.process, SubtractLIF)}
+        exc: dict[Any, Any] = {L.process: PySubtractLIFModelFixed for L in self.neurons.values()
+                               if isinstance(L.process, SubtractLIF)}
+        exc.update({r: PyLoihiExtractorModel for r in self.recorders.values()})
         return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exc)
 
 
@@ -202,15 +214,17 @@ def _conv_spec(graph: Graph, name: str, in_shape: tuple) -> tuple[np.ndarray, di
     return w, dict(stride=pp["stride"], padding=pp["padding"], dilation=(1, 1), groups=c)
 
 
-def emit(graph: Graph, record_steps: int = 0) -> LavaNetwork:
+def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwork:
     """Build (uncompiled) Lava processes for the integer ``graph`` and connect their ports.
 
-    record_steps > 0 adds a sink RingBuffer of that many steps on every neuron layer's s_out.
+    sample_steps > 0: SubtractLIF layers restart every sample_steps steps (see ``processes``); stock LIF layers
+    and the buffers feeding them must be reset with set() by the runner. record: an Extractor on every neuron
+    layer's s_out, buffering up to sample_steps (at least 1) steps.
     Raises GraphError / QuantizationError / UnsupportedLayerError naming the node, BackendError without lava."""
     import_lava()
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
-    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.extractor import Extractor
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIF
 
@@ -311,7 +325,7 @@ def emit(graph: Graph, record_steps: int = 0) -> LavaNetwork:
         mant, bexp = to_lava(mant, len(shape)), to_lava(bexp, len(shape))
         common = dict(shape=lshape, u=0, v=v0, du=du, dv=dv, bias_mant=mant, bias_exp=bexp, name=n)
         if readout:
-            proc = SubtractLIF(vth=0, spiking=0, **common)
+            proc = SubtractLIF(vth=0, spiking=0, sample_steps=sample_steps, **common)
         else:
             vth = np.broadcast_to(np.asarray(node.v_threshold, dtype=np.float64), shape)
             if np.any(vth != np.round(vth)) or np.any(vth < 0) or np.any(vth > cv.VTH_MAX):
@@ -324,7 +338,7 @@ def emit(graph: Graph, record_steps: int = 0) -> LavaNetwork:
                                        "layer; this layer has several (use reset 'subtract' or one threshold)")
                 proc = LIF(vth=int(vth.flat[0]), **common)
             else:
-                proc = SubtractLIF(vth=to_lava(vth, len(shape)), spiking=1, **common)
+                proc = SubtractLIF(vth=to_lava(vth, len(shape)), spiking=1, sample_steps=sample_steps, **common)
         neurons[n] = NeuronLayer(n, proc, shape, lshape, v0, not readout, reset)
 
     # ports
@@ -335,9 +349,9 @@ def emit(graph: Graph, record_steps: int = 0) -> LavaNetwork:
             out = out.flatten()
         out.connect(s.process.s_in)
         s.process.a_out.connect(neurons[c.dst].process.a_in)
-    sinks: dict[str, Any] = {}
-    if record_steps > 0:
+    recorders: dict[str, Any] = {}
+    if record:
         for n, L in neurons.items():  # the readout too: its (absent) spikes are measured, not assumed
-            sinks[n] = Sink(shape=L.lava_shape, buffer=int(record_steps))
-            L.process.s_out.connect(sinks[n].a_in)
-    return LavaNetwork(graph, plan, source, neurons, synapses, sinks, int(record_steps), in_lshape, warnings)
+            recorders[n] = Extractor(shape=L.lava_shape, buffer_size=max(1, int(sample_steps)))
+            L.process.s_out.connect(recorders[n].in_port)
+    return LavaNetwork(graph, plan, source, neurons, synapses, recorders, int(sample_steps), in_lshape, warnings)

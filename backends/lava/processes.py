@@ -10,6 +10,11 @@ model subclasses Lava's own ``AbstractPyLifModelFixed`` so the arithmetic is Lav
 
 With ``spiking=0`` the neuron never spikes: it only integrates (the readout layer of a network).
 
+Samples: with ``sample_steps=P > 0`` the neuron starts a new sample every P steps (steps 0, P, 2P, ...): u is set
+to 0, v to its initial value, and the a_in received on that step is dropped. That input is what the incoming
+Dense/Conv buffered from the previous sample's last step, so dropping it equals zeroing their buffers; the
+network then runs each sample exactly as from a fresh start, without set() calls between samples.
+
 This module imports lava at import time; import it only where lava is needed (``snnc.backends.lava`` does so
 lazily). Imports are absolute because Lava's model discovery re-executes the modules of this directory.
 """
@@ -33,16 +38,17 @@ class SubtractLIF(AbstractLIF):
 
     Parameters are Lava's LIF parameters in Lava's fixed-point units: ``u``, ``v`` (24-bit), ``du``, ``dv``
     (12-bit), ``bias_mant`` (13-bit signed), ``bias_exp`` (3-bit), and ``vth`` (17-bit unsigned, one per
-    neuron or a scalar)."""
+    neuron or a scalar). ``spiking=0``: never spike; ``sample_steps=P``: restart every P steps (module doc)."""
 
     def __init__(self, *, shape: ty.Tuple[int, ...],
                  u: ty.Union[int, np.ndarray] = 0, v: ty.Union[int, np.ndarray] = 0,
                  du: int = 4095, dv: int = 0,
                  bias_mant: ty.Union[int, np.ndarray] = 0, bias_exp: ty.Union[int, np.ndarray] = 0,
-                 vth: ty.Union[int, np.ndarray] = 10, spiking: int = 1,
+                 vth: ty.Union[int, np.ndarray] = 10, spiking: int = 1, sample_steps: int = 0,
                  name: ty.Optional[str] = None, **kwargs: ty.Any) -> None:
         super().__init__(shape=shape, u=u, v=v, du=du, dv=dv, bias_mant=bias_mant, bias_exp=bias_exp,
-                         name=name, log_config=None, spiking=int(spiking), **kwargs)
+                         name=name, log_config=None, spiking=int(spiking), sample_steps=int(sample_steps),
+                         **kwargs)
         self.vth = Var(shape=shape, init=vth)
 
 
@@ -58,7 +64,26 @@ class PySubtractLIFModelFixed(AbstractPyLifModelFixed):
     def __init__(self, proc_params: ty.Any) -> None:
         super().__init__(proc_params)
         self.spiking = bool(self.proc_params.get("spiking", 1))
+        self.sample_steps = int(self.proc_params.get("sample_steps", 0))
         self.effective_vth = 0
+        self._v0: ty.Optional[np.ndarray] = None
+        self._boundary = False
+
+    def run_spk(self) -> None:
+        """Lava's LIF step; on a sample boundary first restore u = 0, v = v0 and drop that step's a_in."""
+        if self._v0 is None:
+            self._v0 = self.v.copy()  # v's initial value (the first step sees the Var's init)
+        self._boundary = self.sample_steps > 0 and (self.time_step - 1) % self.sample_steps == 0
+        if self._boundary:
+            self.u[:] = 0
+            self.v[:] = self._v0
+        super().run_spk()
+
+    def subthr_dynamics(self, activation_in: np.ndarray) -> None:
+        """Lava's fixed-point u/v update; a_in counts as 0 on a sample boundary."""
+        if self._boundary:
+            activation_in = np.zeros_like(activation_in)
+        super().subthr_dynamics(activation_in)
 
     def scale_threshold(self) -> None:
         """vth << 6, MSB-aligned with v as Lava's LIF does (read once, on the first step)."""

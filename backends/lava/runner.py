@@ -1,14 +1,17 @@
 """Run samples of an integer graph on Lava's fixed-point CPU models (``Loihi2SimCfg(select_tag="fixed_pt")``).
 
-Samples run one at a time for ``steps + plan.depth`` steps each on one compiled network. Before each sample
-every neuron's u is set to 0 and v to its initial value, and every Dense/Conv one-step buffer to 0 (Lava's
-LIFReset is not equivalent: the synapse buffers would carry spikes across the sample boundary). The readout
-potential is read after ``depth`` steps and at the end; logits are computed exactly as the CPU simulator does.
+Samples run one at a time for ``steps + plan.depth`` steps each on one compiled network. At each sample start
+every neuron's u is 0 and v its initial value, and every Dense/Conv one-step buffer is empty (Lava's LIFReset
+is not equivalent: the synapse buffers would carry spikes across the sample boundary). snnc's SubtractLIF does
+this itself (``sample_steps``); for stock LIF layers and their incoming buffers the runner calls set(). Spikes
+come back through Extractors, one message per step; the readout potential is read after ``depth`` steps and at
+the end, and logits are computed exactly as the CPU simulator does.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing as mp
 import signal
 import threading
 import time
@@ -62,7 +65,9 @@ class LavaResult:
 
 @contextlib.contextmanager
 def deadline(seconds: float | None, what: str = "Lava run") -> Iterator[None]:
-    """Raise ``BackendError`` if the block runs longer than ``seconds`` (SIGALRM; main thread only)."""
+    """Raise ``BackendError`` if the block runs longer than ``seconds`` (SIGALRM; main thread only).
+
+    Nests: an enclosing deadline keeps its own remaining time."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -70,13 +75,55 @@ def deadline(seconds: float | None, what: str = "Lava run") -> Iterator[None]:
     def _alarm(signum: int, frame: object) -> None:
         raise BackendError(f"{what} exceeded its time limit of {seconds:g} s (a Lava process is stuck)")
 
+    t0 = time.monotonic()
     old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, float(seconds))
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if outer > 0:  # give the enclosing deadline what is left of its time (at least a moment)
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - t0), 1e-3))
+
+
+def _kill_runtime(runtime: object) -> None:
+    """Terminate the OS processes of a Lava runtime and free its shared memory (when ``stop()`` cannot)."""
+    mi = getattr(runtime, "_messaging_infrastructure", None)
+    actors = list(getattr(mi, "actors", []) or [])
+    for a in actors:
+        with contextlib.suppress(Exception):
+            if a.is_alive():
+                a.terminate()
+    for a in actors:
+        with contextlib.suppress(Exception):
+            mp.Process.join(a, 5)
+            if a.is_alive():
+                a.kill()
+                mp.Process.join(a, 5)
+    with contextlib.suppress(Exception):
+        mi.smm.shutdown()
+    with contextlib.suppress(Exception):
+        runtime._watchdog_manager.stop()
+    for flag in ("_is_running", "_is_started"):
+        with contextlib.suppress(Exception):
+            setattr(runtime, flag, False)
+
+
+def shutdown(process: object, clean: bool = True, timeout_s: float = 30.0) -> None:
+    """Stop the Lava runtime ``process`` belongs to: ``stop()`` within ``timeout_s`` when ``clean``, otherwise
+    (or when that fails) terminate its processes. Never raises; a no-op when nothing was started."""
+    runtime = getattr(process, "runtime", None)
+    if runtime is None:
+        return
+    if clean:
+        try:
+            with deadline(timeout_s, "Lava stop"):
+                process.stop()
+            return
+        except BaseException:  # noqa: BLE001 - a stuck or failed stop falls through to the kill
+            pass
+    _kill_runtime(runtime)
 
 
 def _prepare_input(graph: Graph, net: LavaNetwork, x: np.ndarray) -> np.ndarray:
@@ -95,9 +142,10 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
              progress: bool = True, timeout_s: float | None = None) -> LavaResult:
     """Run ``graph`` (integer) on inputs ``x`` (N, *input_shape) in Lava for ``steps`` + depth steps each.
 
-    Input is presented every step as graded int32 values ``quantize_input(graph, x)``. ``timeout_s`` bounds
-    the whole call (compile included). Lava is always stopped. Raises BackendError when lava is missing or a
-    process fails, DataError on an input of the wrong shape."""
+    Input is presented every step as graded int32 values ``quantize_input(graph, x)``. Spikes of every layer are
+    recorded (counts always, rasters when asked); ``record_final`` reads every layer's final u and v (slow:
+    Lava moves Vars element by element). ``timeout_s`` bounds the whole call (compile included). Lava is always
+    stopped. Raises BackendError when lava is missing or a process fails, DataError on a wrong input shape."""
     if steps < 1:
         raise DataError(f"steps must be >= 1, got {steps}")
     import_lava()
@@ -106,13 +154,17 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
     t_start = time.perf_counter()
     with deadline(timeout_s, "Lava run"):
         latency = steps + build_plan(graph).depth
-        net = emit(graph, record_steps=latency)  # spike sinks on every neuron layer (counts need them)
+        net = emit(graph, sample_steps=latency, record=True)
         xin = _prepare_input(graph, net, x)
         N = xin.shape[0]
         plan = net.plan
         readout = net.neurons[plan.readout]
         scale = float(cv.meta(graph.nodes[plan.readout], "snnc.scale", 1.0))
         spiking = [n for n, L in net.neurons.items() if L.spiking]
+        nd = {n: len(L.nir_shape) for n, L in net.neurons.items()}
+        # state the runner must reset with set(): stock LIF layers and the buffers feeding them
+        manual = [n for n in net.neurons if not net.self_resetting(n)]
+        manual_bufs = [s for s in net.synapses.values() if s.conn.dst in manual]
         counts = {n: np.zeros((N,) + L.nir_shape, dtype=np.int32) for n, L in net.neurons.items()}
         rast = ({n: np.zeros((latency, N) + L.nir_shape, dtype=bool) for n, L in net.neurons.items()}
                 if rasters else None)
@@ -120,12 +172,12 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
                   for n, L in net.neurons.items()} if record_final else None)
         logits = np.zeros((N,) + readout.nir_shape)
         potentials = np.zeros((N,) + readout.nir_shape, dtype=np.int64)
-        nd = {n: len(L.nir_shape) for n, L in net.neurons.items()}
         cfg = net.run_cfg()
         anchor = readout.process
         bar = None
         compile_s = 0.0
         t0 = t_start
+        ok = False
         try:
             net.source.data.init = xin[0][..., None]  # sample 0 runs from the initial values
             try:
@@ -144,20 +196,20 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
                 try:
                     if i > 0:  # the runtime starts on the first run(); set() needs a started runtime
                         net.source.data.set(xin[i][..., None])
-                        for L in net.neurons.values():
+                        for n in manual:
+                            L = net.neurons[n]
                             L.process.u.set(np.zeros(L.lava_shape, dtype=np.int32))
                             L.process.v.set(L.v0.astype(np.int32))
-                        for s in net.synapses.values():
+                        for s in manual_bufs:
                             buf = s.buffer_var
                             buf.set(np.zeros(buf.shape, dtype=np.int32))
                     anchor.run(condition=RunSteps(num_steps=plan.depth), run_cfg=cfg)
                     v_before = from_lava(readout.process.v.get(), nd[plan.readout]).astype(np.int64)
-                    if steps > 0:
-                        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+                    anchor.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
                     v_end = from_lava(readout.process.v.get(), nd[plan.readout]).astype(np.int64)
-                    for n in net.neurons:
-                        data = net.sinks[n].data.get()  # (*lava_shape, latency), slot t = step t
-                        r = from_lava(np.moveaxis(data, -1, 0), nd[n]) != 0
+                    for n, rec in net.recorders.items():
+                        r = np.stack([rec.receive() for _ in range(latency)])  # (latency, *lava_shape)
+                        r = from_lava(r, nd[n]) != 0
                         counts[n][i] = r.sum(0)
                         if rast is not None:
                             rast[n][:, i] = r
@@ -173,11 +225,11 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
                 logits[i] = (v_end - v_before) / (64.0 * scale) / steps
                 if bar is not None:
                     bar.update(1)
+            ok = True
         finally:
             if bar is not None:
                 bar.close()
-            with contextlib.suppress(Exception):
-                anchor.stop()
+            shutdown(anchor, clean=ok)
         seconds = time.perf_counter() - t0
     return LavaResult(
         logits=logits.reshape(N, -1), potentials=potentials.reshape(N, -1), steps=steps, latency_steps=latency,

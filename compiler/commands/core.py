@@ -25,6 +25,8 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--v-init", type=float, default=None, help="initial potential as a fraction of the "
                    "threshold (default 0; 0.5 = Bu et al. 2022)")
     p.add_argument("--reset", choices=["subtract", "zero"], default="subtract")
+    p.add_argument("--no-bias-onset", action="store_true", help="keep Lava's bias-from-step-0 transient (by "
+                   "default initial potentials are pre-charged so each layer's bias starts with its input)")
     p.add_argument("--bits", type=int, default=8, help="weight bits 1..8 (Loihi: 8-bit mantissa + exponent)")
     p.add_argument("--calib-steps", type=int, default=64, help="steps of the float run that measures potential "
                    "ranges (use the largest T you will run)")
@@ -53,7 +55,8 @@ def compile_any(args: argparse.Namespace):
     model = load_model(args.model, args.model_class)
     opts = ConvertOptions(method=args.method, percentile=args.percentile,
                           v_init=args.v_init if args.v_init is not None else 0.0, reset=args.reset)
-    return compile_model(model, xc, opts, weight_bits=args.bits, calib_steps=args.calib_steps)
+    return compile_model(model, xc, opts, weight_bits=args.bits, calib_steps=args.calib_steps,
+                         bias_onset=not args.no_bias_onset)
 
 
 def run_compile(args: argparse.Namespace) -> int:

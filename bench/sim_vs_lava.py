@@ -1,0 +1,93 @@
+"""Lava (fixed-point CPU models) vs the bit-accurate CPU simulator on the digits CNN at T=32, same samples.
+
+Uses an integer NIR file when given (``--model``, or ``out/digits.nir`` from ``make demo``); otherwise trains the
+digits CNN briefly and compiles it with snnc's pipeline (soft reset, half-threshold initial potential). Both
+backends run the same test samples; the run fails (exit 1) unless every spike agrees. Lava compile time is
+reported separately and excluded from its samples/s. Ends with one line:
+``sim_vs_lava speedup=... lava_samples_per_s=... sim_samples_per_s=... spikes_differ=...``
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _graph(model: str | None, epochs: int):
+    from snnc.ir.graph import read
+
+    path = Path(model) if model else Path("out/digits.nir")
+    if path.exists():
+        return read(path), str(path)
+    if model:
+        from snnc.ir.errors import DataError
+
+        raise DataError(f"{path}: no such NIR file")
+    from snnc.compiler.data import digits
+    from snnc.compiler.frontend.convert import ConvertOptions
+    from snnc.compiler.pipeline import compile_model
+    from snnc.compiler.zoo import DigitsCNN, train
+
+    xtr, ytr = digits("train")
+    net = train(DigitsCNN(), xtr, ytr, epochs=epochs)
+    return compile_model(net, xtr, ConvertOptions(v_init=0.5)).int_graph, f"digits CNN trained {epochs} epochs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="integer NIR file (default out/digits.nir, else train one)")
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=10, help="training epochs when no NIR file exists")
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    args = ap.parse_args(argv)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from snnc.backends.cpu.plan import build_plan
+    from snnc.backends.cpu.simulator import simulate
+    from snnc.backends.lava.runner import run_lava
+    from snnc.backends.lava.verify import compare
+    from snnc.compiler.data import digits
+
+    con = Console()
+    g, origin = _graph(args.model, args.epochs)
+    x, y = digits("test")
+    x, y = x[:args.samples], y[:args.samples]
+    lava = run_lava(g, x, args.steps, rasters=True, record_final=True, progress=False, timeout_s=args.timeout)
+    t0 = time.perf_counter()
+    sim = simulate(g, x, args.steps, rasters=True, record_final=True)
+    sim_wall = time.perf_counter() - t0
+    rep = compare(sim, lava, build_plan(g).neurons)
+    # samples/s of each backend alone: Lava without compile, simulator without rasters (its normal mode)
+    t0 = time.perf_counter()
+    fast = simulate(g, x, args.steps)
+    sim_sps = len(x) / (time.perf_counter() - t0)
+    lava_run = run_lava(g, x, args.steps, rasters=False, record_final=False, progress=False, timeout_s=args.timeout)
+    lava_sps = lava_run.samples_per_s
+    speedup = sim_sps / lava_sps
+
+    t = Table(title=f"{origin}: {len(x)} test samples, T={args.steps} ({lava.latency_steps} steps per sample)")
+    for col in ("backend", "samples/s", "seconds", "accuracy", "note"):
+        t.add_column(col, justify="right")
+    t.add_row("Lava fixed_pt (counts only)", f"{lava_sps:.2f}", f"{lava_run.seconds:.2f}",
+              f"{lava_run.accuracy(y):.4f}", f"+{lava_run.compile_seconds:.1f} s compile")
+    t.add_row("Lava fixed_pt (+ rasters, final u/v)", f"{lava.samples_per_s:.2f}", f"{lava.seconds:.2f}",
+              f"{lava.accuracy(y):.4f}", "what verify runs")
+    t.add_row("CPU simulator (batched)", f"{sim_sps:.1f}", f"{len(x) / sim_sps:.3f}", f"{fast.accuracy(y):.4f}", "")
+    t.add_row("CPU simulator (+ rasters, final u/v)", f"{len(x) / sim_wall:.1f}", f"{sim_wall:.3f}",
+              f"{sim.accuracy(y):.4f}", "")
+    con.print(t)
+    con.print(f"spikes compared {rep.spikes_compared}, differing {rep.spikes_differ}; output potentials differing "
+              f"{rep.potentials_differ}; final u/v differing {rep.state_differ}")
+    print(f"sim_vs_lava speedup={speedup:.1f} lava_samples_per_s={lava_sps:.3f} sim_samples_per_s={sim_sps:.1f} "
+          f"spikes_differ={rep.spikes_differ}")
+    return 0 if rep.ok and np.array_equal(lava_run.logits, fast.logits) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""``snnc run`` (a graph on Lava or the CPU simulator) and ``snnc verify`` (Lava vs simulator, spike for spike)."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from snnc.compiler.commands._common import add_data_args, add_json, load_data, need_labels
+from snnc.ir.errors import DataError, GraphError
+
+DEFAULT_TIMEOUT_S = 3600.0
+
+
+def _common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("graph", help="integer NIR file written by snnc compile")
+    add_data_args(p)
+    p.add_argument("--samples", type=int, default=20, help="number of test samples (Lava runs them one at a time)")
+    p.add_argument("--steps", type=int, default=32, help="input steps T the output integrates (a run lasts T + depth)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help="seconds before a stuck Lava run is stopped (BackendError)")
+    add_json(p)
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    _common_args(p)
+    p.add_argument("--backend", choices=("lava", "cpu"), default="lava", help="where to run (default lava)")
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from snnc.ir import conventions as cv
+    from snnc.ir.graph import read
+
+    if args.steps < 1:
+        raise DataError(f"--steps must be >= 1, got {args.steps}")
+    if args.samples < 1:
+        raise DataError(f"--samples must be >= 1, got {args.samples}")
+    g = read(args.graph)
+    if cv.graph_kind(g) != cv.INTEGER:
+        raise GraphError(f"{args.graph}: is a float graph; Lava runs integer graphs (snnc compile writes one)")
+    x, y = load_data(args.data, "test", args.samples)
+    return g, x, y
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """Accuracy, spikes per layer and samples/s of one backend."""
+    g, x, y = _load(args)
+    y = need_labels(y, args.data)
+    if args.backend == "lava":
+        from snnc.backends.lava import run_lava
+
+        r = run_lava(g, x, args.steps, rasters=False, record_final=False, progress=not args.json,
+                     timeout_s=args.timeout)
+    else:
+        from snnc.backends.cpu.simulator import simulate
+
+        r = simulate(g, x, args.steps, progress=not args.json)
+    acc = r.accuracy(y)
+    out = {"backend": args.backend, "accuracy": acc, "samples": r.samples, "steps": r.steps,
+           "latency_steps": r.latency_steps, "spikes_per_layer": r.spikes_per_layer,
+           "samples_per_s": r.samples_per_s, "seconds": r.seconds}
+    if args.json:
+        from snnc.compiler.cli import print_json
+
+        print_json(out)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.print(f"[bold]{args.graph}[/] on {args.backend}: accuracy {acc:.4f} over {r.samples} samples of "
+              f"{args.data}, T={r.steps} (run lasts {r.latency_steps} steps), {r.samples_per_s:.2f} samples/s")
+    t = Table()
+    for col in ("layer", "neurons", "spikes", "spikes/neuron/step"):
+        t.add_column(col)
+    for n, s in r.spikes_per_layer.items():
+        nn_ = r.neurons_per_layer[n]
+        t.add_row(n, str(nn_), str(s), f"{s / (nn_ * r.samples * r.latency_steps):.4f}")
+    con.print(t)
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Lava vs simulator on the same samples; exit 0 only when every spike and potential agrees."""
+    from snnc.backends.lava import verify
+
+    g, x, _ = _load(args)
+    rep = verify(g, x, args.steps, progress=not args.json, timeout_s=args.timeout)
+    if args.json:
+        from snnc.compiler.cli import print_json
+
+        print_json(rep.as_dict())
+        return 0 if rep.ok else 1
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title=f"{args.graph}: Lava vs CPU simulator, {rep.samples} samples, T={rep.steps}")
+    for col in ("layer", "spikes compared", "spikes differing", "final u differing", "final v differing"):
+        t.add_column(col)
+    for n, d in rep.layers.items():
+        t.add_row(n, str(d.spikes_compared), str(d.spikes_differ), str(d.u_differ), str(d.v_differ))
+    con.print(t)
+    con.print(f"spikes compared {rep.spikes_compared}, spikes differing {rep.spikes_differ}, "
+              f"output potentials differing {rep.potentials_differ}, final states differing {rep.state_differ}")
+    con.print(f"Lava {rep.lava_samples_per_s:.2f} samples/s (compile {rep.lava_compile_s:.1f} s), "
+              f"simulator {rep.sim_samples_per_s:.1f} samples/s")
+    for w in rep.warnings:
+        con.print(f"[yellow]warning:[/] {w}")
+    if rep.first_divergence is not None:
+        d = rep.first_divergence
+        con.print(f"[red]first divergence:[/] layer {d.layer}, neuron {d.neuron}, sample {d.sample}, step {d.step} "
+                  f"(simulator {'spike' if d.sim else 'no spike'}, Lava {'spike' if d.lava else 'no spike'})")
+    if not rep.ok:
+        con.print("[red]MISMATCH[/]")
+        return 1
+    con.print("[green]OK[/]: Lava and the simulator agree on every spike and potential")
+    return 0
+
+
+COMMANDS = [
+    ("run", "run an integer NIR graph on Lava (fixed point) or the CPU simulator: accuracy, spikes, samples/s",
+     _run_args, run_run),
+    ("verify", "run the same samples on Lava and the CPU simulator and compare every spike and potential",
+     _common_args, run_verify),
+]

@@ -1,0 +1,267 @@
+"""IIR-SNN few/one-step fine-tuning (Chowdhury et al.): retrain a converted float SNN at T, then T-1, ..., 1.
+
+``SpikingGraph`` is a differentiable torch module that runs exactly the float dynamics of
+``backends/cpu/simulator.py`` on a fused float graph: every connection delivers at step t what its source emitted
+at t-1; IF: v += r*(bias + a), spike when v > theta (surrogate gradient: triangle of half-width theta), reset by
+subtraction (or to zero); the I readout integrates; logits = readout potential gained over the last T of the
+T + depth steps, divided by T. Weights and biases (Affine/Linear/Conv2d), thresholds and initial potentials
+(``snnc.v_init``, which already holds the bias-onset pre-charge) are trainable. ``finetune_few_steps`` trains at
+each T in turn, each initialised from the previous one, and writes the parameters back into graph copies (units as
+the float graph: threshold units). The written v_init is the trained one, marked ``snnc.bias_onset`` so the
+onset pass never pre-charges it twice; quantize it with ``quantize_with_report`` as usual."""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import nir
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from snnc.backends.cpu.plan import Plan, build_plan
+from snnc.compiler.passes.bias_onset import ONSET
+from snnc.ir import conventions as cv
+from snnc.ir.errors import DataError, GraphError, UnsupportedLayerError
+from snnc.ir.graph import Graph, conv2d_params, copy_graph, node_output_shape, pool_params
+
+
+class _TriangleSpike(torch.autograd.Function):
+    """Heaviside(z) forward; d/dz = max(0, 1 - |z|) backward (z = (v - theta) / theta)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z)
+        return (z > 0).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        (z,) = ctx.saved_tensors
+        return g * torch.clamp(1.0 - z.abs(), min=0.0)
+
+
+def _pname(node: str) -> str:
+    return node.replace(".", "__")
+
+
+class SpikingGraph(nn.Module):
+    """The simulator's float dynamics of a fused float NIR graph as a trainable torch module (float64 parameters).
+
+    ``forward(x, steps)`` -> logits (B, n_out) in ANN logit units, exactly ``simulate(graph, x, steps).logits``
+    (to float rounding) while the parameters hold the graph's values."""
+
+    def __init__(self, graph: Graph, train_v_init: bool = True) -> None:
+        super().__init__()
+        if cv.graph_kind(graph) != cv.FLOAT:
+            raise GraphError("graph metadata 'snnc.kind': IIR fine-tuning needs the float graph "
+                             "(Compiled.float_graph), got an integer graph")
+        self.graph = graph
+        self.plan: Plan = build_plan(graph)
+        p = self.plan
+        self.weights = nn.ParameterDict()
+        self.biases = nn.ParameterDict()
+        self.thresholds = nn.ParameterDict()
+        self.v_inits = nn.ParameterDict()
+        self._consts: dict[str, torch.Tensor] = {}
+        self._chains: list[list[tuple]] = []
+        for c in p.connections:
+            shape, chain = p.shapes[c.src], []
+            for n in c.ops:
+                node = graph.nodes[n]
+                key = _pname(n)
+                if isinstance(node, nir.Flatten):
+                    shape = node_output_shape("flatten", node, shape)
+                    chain.append(("reshape", tuple(shape)))
+                    continue
+                if isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d)) and key not in self.weights:
+                    w = np.asarray(node.weight, dtype=np.float64)
+                    self.weights[key] = nn.Parameter(torch.as_tensor(w.copy()))
+                    b = np.asarray(getattr(node, "bias", 0.0), dtype=np.float64) * np.ones(w.shape[0])
+                    self.biases[key] = nn.Parameter(torch.as_tensor(b.copy()),
+                                                    requires_grad=not isinstance(node, nir.Linear))
+                if isinstance(node, (nir.Affine, nir.Linear)):
+                    chain.append(("linear", key))
+                elif isinstance(node, nir.Conv2d):
+                    chain.append(("conv", key, conv2d_params(node, n)))
+                elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+                    chain.append(("pool", pool_params(node, n), 1 if isinstance(node, nir.SumPool2d) else None))
+                elif isinstance(node, nir.Scale):
+                    self._consts[key] = torch.as_tensor(np.asarray(node.scale, dtype=np.float64))
+                    chain.append(("scale", key))
+                else:
+                    raise UnsupportedLayerError(f"node {n!r}: {type(node).__name__} inside a connection is not "
+                                                "supported by IIR fine-tuning")
+                shape = p.shapes[n]
+            self._chains.append(chain)
+        self.readout_layers: set[str] = set()
+        self.resets: dict[str, str] = {}
+        for n in p.neurons:
+            node, key, shape = graph.nodes[n], _pname(n), p.shapes[n]
+            if not isinstance(node, (nir.IF, nir.I)):
+                raise UnsupportedLayerError(f"node {n!r}: IIR fine-tuning runs IF and I neurons, not "
+                                            f"{type(node).__name__}")
+            r = np.broadcast_to(np.asarray(node.r, dtype=np.float64), shape)
+            self._consts["r:" + key] = torch.as_tensor(np.array(r))
+            self.resets[n] = cv.reset_mode(node)
+            if isinstance(node, nir.I) or bool(cv.meta(node, cv.READOUT, False)):
+                self.readout_layers.add(n)
+            else:
+                th = np.asarray(node.v_threshold, dtype=np.float64)
+                self.thresholds[key] = nn.Parameter(torch.as_tensor(th.copy()))
+            self.v_inits[key] = nn.Parameter(torch.as_tensor(cv.v_init(node, shape)), requires_grad=train_v_init)
+
+    def _chain(self, i: int, y: torch.Tensor) -> torch.Tensor:
+        for st in self._chains[i]:
+            op = st[0]
+            if op == "reshape":
+                y = y.reshape((y.shape[0],) + st[1])
+            elif op == "linear":
+                y = y.reshape(y.shape[0], -1) @ self.weights[st[1]].T + self.biases[st[1]]
+            elif op == "conv":
+                p = st[2]
+                y = F.conv2d(y, self.weights[st[1]], self.biases[st[1]], stride=p["stride"], padding=p["padding"],
+                             dilation=p["dilation"], groups=p["groups"])
+            elif op == "pool":
+                p = st[1]
+                y = F.avg_pool2d(y, p["kernel_size"], p["stride"], p["padding"], count_include_pad=True,
+                                 divisor_override=st[2])
+            elif op == "scale":
+                y = y * self._consts[st[1]].to(y)
+        return y
+
+    def forward(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """x: (B, *input_shape) analog input presented every step; runs steps + depth steps; -> (B, n_out)."""
+        if steps < 1:
+            raise ValueError("steps must be >= 1")
+        p = self.plan
+        dt = next(iter(self.weights.values())).dtype if len(self.weights) else torch.float64
+        x = x.to(dt)
+        B = x.shape[0]
+        zero_in = {}
+        bias = {}
+        for n in p.neurons:
+            b = torch.zeros(p.shapes[n], dtype=dt)
+            for i in p.incoming[n]:
+                src = p.connections[i].src
+                if src not in zero_in:
+                    zero_in[src] = torch.zeros((1,) + tuple(p.shapes[src]), dtype=dt)
+                b = b + self._chain(i, zero_in[src])[0]
+            bias[n] = b
+        conn_bias = [self._chain(i, zero_in[c.src])[0] for i, c in enumerate(p.connections)]
+        v = {n: self.v_inits[_pname(n)].to(dt).expand((B,) + tuple(p.shapes[n])) for n in p.neurons}
+        spikes: dict[str, torch.Tensor | None] = {n: None for n in p.neurons}
+        buf: list[torch.Tensor | None] = [None] * len(p.connections)
+        v_before = v[p.readout]
+        for t in range(steps + p.depth):
+            for n in p.neurons:
+                key = _pname(n)
+                r = self._consts["r:" + key].to(dt)
+                a = None
+                for i in p.incoming[n]:
+                    if buf[i] is not None:
+                        a = buf[i] if a is None else a + buf[i]
+                vv = v[n] + bias[n] * r
+                if a is not None:
+                    vv = vv + a * r
+                if n in self.readout_layers:
+                    v[n], spikes[n] = vv, None
+                    continue
+                th = self.thresholds[key]
+                s = _TriangleSpike.apply((vv - th) / th)
+                v[n] = vv - s * th if self.resets[n] == "subtract" else vv * (1.0 - s)
+                spikes[n] = s
+            if t == p.depth - 1:
+                v_before = v[p.readout]
+            for i, c in enumerate(p.connections):
+                src = x if c.src == p.input else spikes[c.src]
+                buf[i] = None if src is None else self._chain(i, src) - conn_bias[i]
+        return ((v[p.readout] - v_before) / steps).reshape(B, -1)
+
+    def clamp_thresholds(self, floor: float = 1e-3) -> None:
+        """Keep every threshold positive (>= floor)."""
+        with torch.no_grad():
+            for th in self.thresholds.values():
+                th.clamp_(min=floor)
+
+    def to_graph(self) -> Graph:
+        """A copy of the graph holding the current parameters (float64), v_init marked as onset-compensated."""
+        g = copy_graph(self.graph)
+        for n, node in g.nodes.items():
+            key = _pname(n)
+            if key in self.weights:
+                node.weight = self.weights[key].detach().double().numpy().copy()
+                if not isinstance(node, nir.Linear):
+                    node.bias = self.biases[key].detach().double().numpy().copy()
+            if key in self.thresholds:
+                node.v_threshold = self.thresholds[key].detach().double().numpy().copy()
+            if key in self.v_inits and n in self.plan.neurons:
+                node.metadata = dict(node.metadata or {})
+                node.metadata[cv.V_INIT] = self.v_inits[key].detach().double().numpy().tolist()
+                node.metadata[ONSET] = True
+        return g
+
+
+@dataclass
+class FinetuneLog:
+    """Per T: training loss per epoch and training-set accuracy of the last epoch (fractions)."""
+
+    loss: dict[int, list[float]] = field(default_factory=dict)
+    train_accuracy: dict[int, float] = field(default_factory=dict)
+
+
+def finetune_few_steps(graph: Graph, x: np.ndarray, y: np.ndarray, steps: Sequence[int] = (4, 3, 2, 1),
+                       epochs: int = 10, lr: float = 1e-3, batch: int = 128, seed: int = 0,
+                       dtype: torch.dtype = torch.float32, train_v_init: bool = True,
+                       log: Callable[[int, int, float, float], None] | None = None,
+                       record: FinetuneLog | None = None) -> dict[int, Graph]:
+    """Fine-tune the float ``graph`` at each T in ``steps`` (in order, each starting from the previous T's
+    parameters; Adam + cross-entropy + cosine schedule, ``epochs`` per T); -> {T: trained float graph}.
+
+    x: (N, *input_shape) training inputs, y: (N,) int labels. ``log(T, epoch, loss, train_acc)`` per epoch."""
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if len(x) != len(y) or len(x) == 0:
+        raise DataError(f"training data: {len(x)} inputs and {len(y)} labels (need the same, non-zero count)")
+    if any(int(t) < 1 for t in steps):
+        raise DataError(f"steps: every T must be >= 1, got {list(steps)}")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = SpikingGraph(graph, train_v_init=train_v_init).to(dtype)
+    xt, yt = torch.as_tensor(x, dtype=dtype), torch.as_tensor(y, dtype=torch.long)
+    out: dict[int, Graph] = {}
+    for T in steps:
+        T = int(T)
+        params = [q for q in model.parameters() if q.requires_grad]
+        opt = torch.optim.Adam(params, lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs))
+        for ep in range(epochs):
+            perm = torch.randperm(len(xt), generator=gen)
+            tot, correct = 0.0, 0
+            for i in range(0, len(xt), batch):
+                idx = perm[i:i + batch]
+                logits = model(xt[idx], T)
+                loss = F.cross_entropy(logits, yt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                model.clamp_thresholds()
+                tot += float(loss.detach()) * len(idx)
+                correct += int((logits.argmax(1) == yt[idx]).sum())
+            sched.step()
+            if record is not None:
+                record.loss.setdefault(T, []).append(tot / len(xt))
+                record.train_accuracy[T] = correct / len(xt)
+            if log is not None:
+                log(T, ep, tot / len(xt), correct / len(xt))
+            if not math.isfinite(tot):
+                raise GraphError(f"IIR fine-tuning at T={T}: the loss diverged (lower lr)")
+        out[T] = model.to_graph()
+    return out
+
+
+def spiking_module(graph: Graph) -> SpikingGraph:
+    """The float64 ``SpikingGraph`` of ``graph`` (for checks against the simulator)."""
+    return SpikingGraph(copy.deepcopy(graph))
