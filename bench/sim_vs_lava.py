@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from snnc.backends.cpu.plan import build_plan
     from snnc.backends.cpu.simulator import simulate
     from snnc.backends.lava.runner import run_lava
-    from snnc.backends.lava.verify import compare
+    from snnc.backends.lava.verification import compare
     from snnc.compiler.data import digits
 
     con = Console()

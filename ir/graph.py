@@ -157,6 +157,8 @@ def node_output_shape(name: str, node: Any, in_shape: tuple | None) -> tuple:
         if len(in_shape) != 3:
             raise GraphError(f"node {name!r}: Conv2d needs a (C, H, W) input, gets shape {in_shape}")
         p = conv2d_params(node, name)
+        if np.shape(node.bias) not in ((w.shape[0],), ()):
+            raise GraphError(f"node {name!r}: field 'bias' has shape {np.shape(node.bias)}, expected ({w.shape[0]},)")
         if in_shape[0] != w.shape[1] * p["groups"]:
             raise GraphError(f"node {name!r}: field 'weight' expects {w.shape[1] * p['groups']} input channels, "
                              f"gets {in_shape[0]}")
@@ -176,7 +178,11 @@ def node_output_shape(name: str, node: Any, in_shape: tuple | None) -> tuple:
         return out
     if isinstance(node, nir.Flatten):
         nd = len(in_shape)
-        s, e = int(node.start_dim), int(node.end_dim)
+        for field in ("start_dim", "end_dim"):
+            d = np.asarray(getattr(node, field))
+            if d.size != 1 or d.dtype.kind not in "iu":
+                raise GraphError(f"node {name!r}: field {field!r} must be one int, got {getattr(node, field)!r}")
+        s, e = int(np.asarray(node.start_dim).item()), int(np.asarray(node.end_dim).item())
         s = s + nd if s < 0 else s
         e = e + nd if e < 0 else e
         if not (0 <= s <= e < nd):

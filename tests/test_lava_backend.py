@@ -16,7 +16,7 @@ import pytest
 
 from snnc.backends.cpu.simulator import simulate
 from snnc.ir import conventions as cv
-from snnc.ir.errors import BackendError, QuantizationError
+from snnc.ir.errors import QuantizationError
 
 HAS_LAVA = importlib.util.find_spec("lava") is not None
 needs_lava = pytest.mark.skipif(not HAS_LAVA, reason="lava-nc not installed")
@@ -140,6 +140,23 @@ def conv_flatten_graph(seed: int) -> nir.NIRGraph:
     return _graph(nodes, edges, (1, 6, 5), 4)
 
 
+def wide_activation_graph() -> nir.NIRGraph:
+    """Activations far beyond int16 (Lava's LIF a_in port type): a conv whose 24-bit output wraps, and a dense
+    layer whose a_in << 6 wraps u. Lava must deliver them unchanged (no int16 truncation) to match."""
+    w = np.stack([np.full((1, 3, 3), 30001.0), np.full((1, 3, 3), -300.0)])  # (2, 1, 3, 3)
+    conv = nir.Conv2d(input_shape=(3, 3), weight=w, stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(2))
+    conv.metadata = {cv.WEIGHT_EXP: 0, cv.WEIGHT_BITS: 8}
+    fc = nir.Affine(weight=np.full((3, 18), 254.0 * 2 ** 7), bias=np.zeros(3))
+    fc.metadata = {cv.WEIGHT_EXP: 7, cv.WEIGHT_BITS: 8}
+    nodes = {"conv": conv, "c": _if((2, 3, 3), 20000, "subtract", 4095, 0),
+             "flat": nir.Flatten(input_type={"input": np.array([2, 3, 3])}, start_dim=0, end_dim=-1),
+             "fc": fc, "h": _if((3,), 1000, "subtract", 4095, 0),
+             "fc2": _affine(np.random.default_rng(0), 2, 3, bits=8, exp=0, sign="mixed"), "out": _readout(2)}
+    edges = [("input", "conv"), ("conv", "c"), ("c", "flat"), ("flat", "fc"), ("fc", "h"), ("h", "fc2"),
+             ("fc2", "out"), ("out", "output")]
+    return _graph(nodes, edges, (1, 3, 3), 2)
+
+
 def _inputs(seed: int, shape: tuple, n: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 1000)
     return rng.uniform(-40, 64, size=(n,) + shape)  # input_scale 0.5: graded ints in [-80, 127]
@@ -199,3 +216,156 @@ def test_cnn_sim_equals_lava(reset: str) -> None:
 def test_flatten_order_sim_equals_lava() -> None:
     rates, _ = _compare(conv_flatten_graph(3), _inputs(3, (1, 6, 5), 2), steps=40)
     _assert_active(rates)
+
+
+@needs_lava
+def test_wide_activations_wrap_identically() -> None:
+    rates, events = _compare(wide_activation_graph(), _inputs(7, (1, 3, 3), 2), steps=30)
+    assert events.get("input->c", {}).get("conv_wrap", 0) > 0, events  # the conv output wrapped
+    assert events["h"]["u_wrap"] > 0, events  # u = a << 6 wrapped
+
+
+@needs_lava
+def test_converted_digits_cnn_verifies() -> None:
+    """The lead's pipeline on a small, briefly trained digits CNN (soft reset, half-threshold initial potential):
+    Lava and the simulator agree on every spike of >= 10 test samples."""
+    from snnc.backends.lava import verify
+    from snnc.compiler.data import digits
+    from snnc.compiler.frontend.convert import ConvertOptions
+    from snnc.compiler.pipeline import compile_model
+    from snnc.compiler.zoo import DigitsCNN, train
+
+    xtr, ytr = digits("train")
+    xte, _ = digits("test")
+    model = train(DigitsCNN(c1=4, c2=8), xtr[:300], ytr[:300], epochs=1)
+    g = compile_model(model, xtr[:200], ConvertOptions(v_init=0.5)).int_graph
+    rep = verify(g, xte[:10], 32, progress=False, timeout_s=LAVA_TIMEOUT_S)
+    assert rep.spikes_compared > 0 and sum(rep.layers[n].spikes_compared for n in rep.layers) > 0
+    assert rep.ok, (rep.first_divergence, rep.spikes_differ, rep.potentials_differ, rep.state_differ)
+
+
+# ---------------------------------------------------------------- verify, CLI, layout, errors
+
+
+@needs_lava
+def test_verify_reports_zero_and_first_divergence() -> None:
+    from snnc.backends.cpu.plan import build_plan
+    from snnc.backends.lava import verify
+    from snnc.backends.lava.verification import compare
+
+    g = mlp_graph(4, "subtract")
+    x = _inputs(4, (24,), 2)
+    rep = verify(g, x, 20, progress=False, timeout_s=LAVA_TIMEOUT_S)
+    assert rep.ok and rep.spikes_differ == 0 and rep.potentials_differ == 0 and rep.first_divergence is None
+    assert rep.spikes_compared == 2 * (20 + 4) * (32 + 28 + 20)  # samples * (steps + depth) * spiking neurons
+    # a perturbed copy of the simulator run must be reported at its earliest (sample, step)
+    sim = simulate(g, x, 20, rasters=True, record_final=True)
+    sim2 = simulate(g, x, 20, rasters=True, record_final=True)
+    sim2.rasters["h3"][7, 1, 5] ^= True
+    sim2.rasters["h2"][3, 1, 2] ^= True
+    sim2.potentials[0, 0] += 1
+    rep2 = compare(sim2, _as_lava_result(sim), build_plan(g).neurons)
+    assert not rep2.ok and rep2.spikes_differ == 2 and rep2.potentials_differ == 1
+    d = rep2.first_divergence
+    assert (d.layer, d.neuron, d.sample, d.step) == ("h2", (2,), 1, 3)
+
+
+def _as_lava_result(sim):
+    from snnc.backends.lava.runner import LavaResult
+
+    return LavaResult(logits=sim.logits, potentials=sim.potentials.copy(), steps=sim.steps,
+                      latency_steps=sim.latency_steps, samples=sim.samples, spikes_per_layer=sim.spikes_per_layer,
+                      spike_counts=sim.spike_counts, seconds=1.0, compile_seconds=0.0,
+                      rasters={k: v.copy() for k, v in sim.rasters.items()}, final_state=sim.final_state)
+
+
+@needs_lava
+def test_cli_run_and_verify(tmp_path, capsys) -> None:
+    import json
+
+    from snnc.compiler.cli import main
+    from snnc.ir.graph import read, write
+
+    g = mlp_graph(5, "subtract")
+    write(g, tmp_path / "m.nir")
+    assert cv.graph_kind(read(tmp_path / "m.nir")) == cv.INTEGER
+    x = _inputs(5, (24,), 3)
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1, 2]))
+    rc = main(["verify", str(tmp_path / "m.nir"), "--data", str(tmp_path / "d.npz"), "--samples", "3",
+               "--steps", "16", "--json", "--timeout", str(LAVA_TIMEOUT_S)])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0, out
+    assert {"samples", "steps", "spikes_compared", "spikes_differ", "potentials_differ"} <= set(out)
+    assert out["samples"] == 3 and out["steps"] == 16 and out["spikes_differ"] == 0 and out["spikes_compared"] > 0
+    for backend in ("lava", "cpu"):
+        rc = main(["run", str(tmp_path / "m.nir"), "--backend", backend, "--data", str(tmp_path / "d.npz"),
+                   "--samples", "3", "--steps", "16", "--json", "--timeout", str(LAVA_TIMEOUT_S)])
+        res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert rc == 0 and res["samples"] == 3 and set(res["spikes_per_layer"]) == {"h1", "h2", "h3"}
+        res.pop("samples_per_s"), res.pop("seconds"), res.pop("backend")
+        if backend == "lava":
+            lava_res = res
+        else:
+            assert res == lava_res  # same accuracy and spike counts on both backends
+
+
+@needs_lava
+def test_conv_weight_layout_matches_torch() -> None:
+    """Lava's own conv routine on transformed weights equals torch's cross-correlation in NCHW."""
+    import torch
+    import torch.nn.functional as F
+    from lava.proc.conv import utils
+
+    from snnc.backends.lava.layout import conv_weight_to_lava, from_lava, to_lava
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(-5, 6, size=(3, 7, 5)).astype(np.int32)  # C, H, W
+    w = rng.integers(-9, 10, size=(4, 3, 3, 2)).astype(np.int32)  # out, in, kh, kw
+    ref = F.conv2d(torch.tensor(x[None], dtype=torch.float64), torch.tensor(w, dtype=torch.float64),
+                   stride=(2, 1), padding=(1, 0))[0].numpy()
+    got = utils.conv(to_lava(x, 3), conv_weight_to_lava(w), (2, 3), (1, 2), (0, 1), (1, 1), 1)  # XY order
+    np.testing.assert_array_equal(from_lava(got, 3), ref)
+
+
+def test_bias_to_lava() -> None:
+    from snnc.backends.lava.emit import bias_to_lava
+
+    mant, exp = bias_to_lava(np.array([0, -4095, 4095, 8190, -6000]), "n")
+    np.testing.assert_array_equal(mant.astype(np.int64) << exp, np.array([0, -4095, 4095, 8190, -6000]) << 6)
+    with pytest.raises(QuantizationError, match="'n'"):
+        bias_to_lava(np.array([4097]), "n")  # odd and > 4095
+    with pytest.raises(QuantizationError):
+        bias_to_lava(np.array([1.5]), "n")
+
+
+@needs_lava
+def test_emit_rejects_weights_lava_would_change() -> None:
+    from snnc.backends.lava.emit import emit
+
+    g = mlp_graph(6, "subtract")
+    g.nodes["fc1"].weight[0, 0], g.nodes["fc1"].weight[0, 1] = 3 * 0.5, -2 * 0.5  # mantissa 3: mixed sign floors
+    with pytest.raises(QuantizationError, match="fc1"):
+        emit(g)
+
+
+def test_lava_is_imported_lazily_and_missing_lava_is_a_backend_error() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, builtins\n"
+            "import snnc.backends.lava as L\n"
+            "assert not any(m == 'lava' or m.startswith('lava.') for m in sys.modules), 'lava imported eagerly'\n"
+            "real = builtins.__import__\n"
+            "def fake(name, *a, **k):\n"
+            "    if name == 'lava' or name.startswith('lava.'):\n"
+            "        raise ImportError('No module named ' + repr(name))\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = fake\n"
+            "from snnc.ir.errors import BackendError\n"
+            "try:\n"
+            "    L.run_lava(None, None, 1)\n"
+            "except BackendError as e:\n"
+            "    print('BACKEND_ERROR', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "BACKEND_ERROR" in out.stdout and "lava-nc" in out.stdout

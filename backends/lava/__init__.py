@@ -1,24 +1,18 @@
-"""Lava backend: emit Lava processes from an integer snnc graph, run them on Lava's fixed-point CPU models,
-and verify them spike for spike against the CPU simulator.
+"""Lava backend: emit Lava processes from an integer snnc graph (``snnc.backends.lava.emit.emit``), run them on
+Lava's fixed-point CPU models (``run_lava``), and verify them spike for spike against the CPU simulator
+(``verify``).
 
-Importing this package does not import lava; the functions below do, and raise ``BackendError`` without it."""
+Importing this package does not import lava; the functions below do, and raise ``BackendError`` without it.
+(``emit`` is not re-exported here: the submodule of the same name would shadow it.)"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .emit import LavaNetwork
     from .runner import LavaResult
-    from .verify import VerifyReport
+    from .verification import VerifyReport
 
-__all__ = ["emit", "run_lava", "verify"]
-
-
-def emit(graph: Any, record_steps: int = 0) -> "LavaNetwork":
-    """Build the Lava processes of an integer graph (see ``snnc.backends.lava.emit.emit``)."""
-    from .emit import emit as _emit
-
-    return _emit(graph, record_steps=record_steps)
+__all__ = ["run_lava", "verify"]
 
 
 def run_lava(graph: Any, x: Any, steps: int, **kwargs: Any) -> "LavaResult":
@@ -29,7 +23,7 @@ def run_lava(graph: Any, x: Any, steps: int, **kwargs: Any) -> "LavaResult":
 
 
 def verify(graph: Any, x: Any, steps: int, **kwargs: Any) -> "VerifyReport":
-    """Compare Lava with the CPU simulator (see ``snnc.backends.lava.verify.verify``)."""
-    from .verify import verify as _verify
+    """Compare Lava with the CPU simulator (see ``snnc.backends.lava.verification.verify``)."""
+    from .verification import verify as _verify
 
     return _verify(graph, x, steps, **kwargs)

@@ -17,7 +17,7 @@ step; Var.get() moves arrays element by element and is far too slow for rasters)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import nir
@@ -31,11 +31,23 @@ from snnc.ir.errors import BackendError, GraphError, QuantizationError, Unsuppor
 from snnc.ir.graph import Graph, conv2d_params, pool_params
 
 LAVA_INT8_MAX = 127  # Lava's Conv stores groups, kernel size, stride, padding, dilation as int8
-FLOAT32_EXACT = 2 ** 24  # Lava's Conv accumulates in float32: exact while every partial sum is below this
 
 
 def import_lava() -> Any:
-    """Import lava (lazily); a missing or broken install raises ``BackendError``."""
+    """Import lava (lazily); a missing or broken install raises ``BackendError``.
+
+    Lava calls ``multiprocessing.set_start_method('fork')`` on import, which raises when anything in the process
+    has already fixed the start method (even to 'fork'); that case is let through when the method is 'fork'."""
+    import multiprocessing as mp
+
+    orig = mp.set_start_method
+
+    def _set_start_method(method: str, force: bool = False) -> None:
+        if not force and mp.get_start_method(allow_none=True) == method:
+            return
+        orig(method, force=force)
+
+    mp.set_start_method = _set_start_method
     try:
         import lava.magma.core.run_configs  # noqa: F401
         import lava.proc.conv.process  # noqa: F401
@@ -44,8 +56,11 @@ def import_lava() -> Any:
         import lava.proc.io.source  # noqa: F401
         import lava.proc.lif.process  # noqa: F401
     except Exception as e:  # ImportError, or lava failing on import (wrong numpy, Python version)
-        raise BackendError(f"the Lava backend needs lava-nc 0.10.0 (pip install lava-nc==0.10.0 on Python 3.10); "
-                           f"importing it failed: {type(e).__name__}: {e}") from None
+        raise BackendError(f"the Lava backend needs lava-nc 0.10.0 (pip install lava-nc==0.10.0 on Python 3.10) "
+                           f"and the 'fork' multiprocessing start method; importing it failed: "
+                           f"{type(e).__name__}: {e}") from None
+    finally:
+        mp.set_start_method = orig
     import lava
 
     return lava
@@ -86,7 +101,6 @@ class LavaNetwork:
     neurons: neuron layer name -> NeuronLayer; synapses: connection key -> Synapse
     recorders: neuron layer name -> Extractor receiving its s_out every step (buffer: ``sample_steps`` steps)
     sample_steps: steps per sample; SubtractLIF layers restart every ``sample_steps`` steps (0: never)
-    warnings: conditions under which Lava's arithmetic may not be exact (float32 conv accumulation)
     """
 
     graph: Graph
@@ -97,7 +111,6 @@ class LavaNetwork:
     recorders: dict[str, Any]
     sample_steps: int
     input_lava_shape: tuple
-    warnings: list[str] = field(default_factory=list)
 
     def processes(self) -> dict[str, Any]:
         """Every Lava process by name (neurons, synapses, source, sinks)."""
@@ -237,10 +250,7 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
     in_shape = plan.shapes[plan.input]
     in_lshape = lava_shape(in_shape, plan.input)
     in_bits = _int_meta(graph, cv.INPUT_BITS, 8, 1, 24, "<graph>")  # input metadata is graph level
-    in_signed = bool(cv.meta(graph, cv.INPUT_SIGNED, True))
-    in_max = 2 ** (in_bits - 1) if in_signed else 2 ** in_bits - 1
     source = Source(data=np.zeros(in_lshape + (1,), dtype=np.int32))
-    warnings: list[str] = []
 
     # synapses (biases collected per target neuron, NIR order)
     biases = {n: np.zeros(plan.shapes[n]) for n in plan.neurons}
@@ -251,7 +261,6 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
         dst_shape = plan.shapes[conn.dst]
         graded = conn.src == plan.input
         msg_bits = in_bits if graded else 0
-        x_max = in_max if graded else 1
         node = graph.nodes[syn] if syn is not None else None
         key = syn if syn is not None else f"{conn.src}->{conn.dst}"
         if node is None or isinstance(node, (nir.Affine, nir.Linear)):
@@ -287,10 +296,6 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
             for f in ("stride", "padding", "dilation"):
                 if max(p[f]) > LAVA_INT8_MAX:
                     raise UnsupportedLayerError(f"node {syn!r}: field {f!r} {p[f]} exceeds Lava's int8 field")
-            bound = int(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) * x_max
-            if bound >= FLOAT32_EXACT:
-                warnings.append(f"node {syn!r}: Lava's Conv accumulates in float32 and partial sums may reach "
-                                f"{bound} >= 2**24, where float32 is no longer exact")
             proc = Conv(weight=conv_weight_to_lava(w).astype(np.int32), input_shape=lava_shape(src_shape, syn),
                         padding=tuple(p["padding"][::-1]), stride=tuple(p["stride"][::-1]),
                         dilation=tuple(p["dilation"][::-1]), groups=groups, num_message_bits=msg_bits,
@@ -354,4 +359,4 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
         for n, L in neurons.items():  # the readout too: its (absent) spikes are measured, not assumed
             recorders[n] = Extractor(shape=L.lava_shape, buffer_size=max(1, int(sample_steps)))
             L.process.s_out.connect(recorders[n].in_port)
-    return LavaNetwork(graph, plan, source, neurons, synapses, recorders, int(sample_steps), in_lshape, warnings)
+    return LavaNetwork(graph, plan, source, neurons, synapses, recorders, int(sample_steps), in_lshape)

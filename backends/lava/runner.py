@@ -52,7 +52,6 @@ class LavaResult:
     rasters: dict[str, np.ndarray] | None = None
     final_state: dict[str, dict[str, np.ndarray]] | None = None
     neurons_per_layer: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
     kind: str = cv.INTEGER
 
     def accuracy(self, labels: np.ndarray) -> float:
@@ -235,4 +234,4 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
         logits=logits.reshape(N, -1), potentials=potentials.reshape(N, -1), steps=steps, latency_steps=latency,
         samples=N, spikes_per_layer={n: int(counts[n].sum()) for n in spiking},
         spike_counts=counts, seconds=seconds, compile_seconds=compile_s, rasters=rast, final_state=final,
-        neurons_per_layer={n: math.prod(L.nir_shape) for n, L in net.neurons.items()}, warnings=net.warnings)
+        neurons_per_layer={n: math.prod(L.nir_shape) for n, L in net.neurons.items()})

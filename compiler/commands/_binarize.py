@@ -43,7 +43,7 @@ def apply_binarize(args: argparse.Namespace, c):
 
         model = load_model(args.model, args.model_class)
         opts = ConvertOptions(method=args.method, percentile=args.percentile,
-                              v_init=args.v_init if args.v_init is not None else 0.0, reset=args.reset)
+                              v_init=args.v_init if args.v_init is not None else 0.5, reset=args.reset)
         finetune = lambda labs: finetuned_float_graph(model, labs, xc, yc, args.finetune,  # noqa: E731
                                                       args.binary_scale == "channel", opts)
     layers = "auto" if spec == "auto" else [s.strip() for s in spec.split(",") if s.strip()]

@@ -23,7 +23,7 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="percentile", help="threshold balancing: max | percentile | qcfs")
     p.add_argument("--percentile", type=float, default=99.99)
     p.add_argument("--v-init", type=float, default=None, help="initial potential as a fraction of the "
-                   "threshold (default 0; 0.5 = Bu et al. 2022)")
+                   "threshold (default 0.5, Bu et al. 2022; 0 = start at rest)")
     p.add_argument("--reset", choices=["subtract", "zero"], default="subtract")
     p.add_argument("--no-bias-onset", action="store_true", help="keep Lava's bias-from-step-0 transient (by "
                    "default initial potentials are pre-charged so each layer's bias starts with its input)")
@@ -54,7 +54,7 @@ def compile_any(args: argparse.Namespace):
         return compile_nir(args.model, xc, weight_bits=args.bits, calib_steps=args.calib_steps)
     model = load_model(args.model, args.model_class)
     opts = ConvertOptions(method=args.method, percentile=args.percentile,
-                          v_init=args.v_init if args.v_init is not None else 0.0, reset=args.reset)
+                          v_init=args.v_init if args.v_init is not None else 0.5, reset=args.reset)
     return compile_model(model, xc, opts, weight_bits=args.bits, calib_steps=args.calib_steps,
                          bias_onset=not args.no_bias_onset)
 

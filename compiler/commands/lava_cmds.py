@@ -103,8 +103,6 @@ def run_verify(args: argparse.Namespace) -> int:
               f"output potentials differing {rep.potentials_differ}, final states differing {rep.state_differ}")
     con.print(f"Lava {rep.lava_samples_per_s:.2f} samples/s (compile {rep.lava_compile_s:.1f} s), "
               f"simulator {rep.sim_samples_per_s:.1f} samples/s")
-    for w in rep.warnings:
-        con.print(f"[yellow]warning:[/] {w}")
     if rep.first_divergence is not None:
         d = rep.first_divergence
         con.print(f"[red]first divergence:[/] layer {d.layer}, neuron {d.neuron}, sample {d.sample}, step {d.step} "

@@ -32,13 +32,13 @@ class ConvertOptions:
 
     method: "max" or "percentile" (of the ReLU activations on calibration data), or any registered method
     percentile: used by "percentile" (99.99 = the 99.99th percentile)
-    v_init: initial potential as a fraction of the threshold (0 = Lava's default; 0.5 = Bu et al. 2022)
+    v_init: initial potential as a fraction of the threshold (default 0.5 = Bu et al. 2022; 0 = Lava's default)
     reset: "subtract" (default for converted nets) or "zero"
     """
 
     method: str = "percentile"
     percentile: float = 99.99
-    v_init: float = 0.0
+    v_init: float = 0.5
     reset: str = "subtract"
     calib_batch: int = 512
     extra: dict = field(default_factory=dict)

@@ -22,6 +22,8 @@ def train_resnet(n: int, width: int, epochs: int, device: str = "cpu") -> torch.
 
     xtr, ytr = digits("train")
     if device == "cpu":
+        # torch 2.13 CPU: oneDNN conv backward on these 4-channel maps corrupts the heap (glibc abort in Adam)
+        torch.backends.mkldnn.enabled = False
         return train(DigitsResNet(n=n, width=width), xtr, ytr, epochs=epochs, batch=256)
     m = DigitsResNet(n=n, width=width).to(device)  # same recipe on the GPU
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="out")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--steps", default="1,2,4,8,16,32,64")
-    ap.add_argument("--v-init", type=float, default=0.0, help="initial potential, fraction of threshold")
+    ap.add_argument("--v-init", type=float, default=0.5, help="initial potential, fraction of threshold")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     from rich.console import Console
