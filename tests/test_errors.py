@@ -27,19 +27,11 @@ ALL_ERRORS = [UnsupportedLayerError, GraphError, NIRFileError, QuantizationError
 
 def tiny_integer_graph(w1: float = 2.0) -> nir.NIRGraph:
     """2 graded inputs -> Dense [[w1,0],[0,-w1]] -> IF(vth=5) -> Dense [[4,2]] -> I readout (integer graph)."""
-    l1 = nir.Affine(weight=np.array([[w1, 0.0], [0.0, -w1]]), bias=np.zeros(2))
-    l1.metadata = {cv.WEIGHT_EXP: 0, cv.WEIGHT_BITS: 8}
-    if_ = nir.IF(r=np.ones(2), v_threshold=np.full(2, 5.0))
-    if_.metadata = {cv.RESET: "subtract", cv.V_INIT: 0.0}
-    l2 = nir.Affine(weight=np.array([[4.0, 2.0]]), bias=np.zeros(1))
-    l2.metadata = {cv.WEIGHT_EXP: 0, cv.WEIGHT_BITS: 8}
-    ro = nir.I(r=np.ones(1))
-    ro.metadata = {cv.READOUT: True, "snnc.scale": 1.0}
-    return nir.NIRGraph(
-        nodes={"input": nir.Input(input_type={"input": np.array([2])}), "l1": l1, "if": if_, "l2": l2,
-               "readout": ro, "output": nir.Output(output_type={"output": np.array([1])})},
-        edges=[("input", "l1"), ("l1", "if"), ("if", "l2"), ("l2", "readout"), ("readout", "output")],
-        metadata={cv.KIND: cv.INTEGER, cv.INPUT_SCALE: 1.0, cv.INPUT_BITS: 8, cv.INPUT_SIGNED: True})
+    from test_spine import _tiny_integer_graph
+
+    g = _tiny_integer_graph()
+    g.nodes["l1"].weight = np.array([[w1, 0.0], [0.0, -w1]])
+    return g
 
 
 def overflowing_graph() -> nir.NIRGraph:

@@ -265,7 +265,7 @@ def test_snnc_graph_opens_in_sinabs():
                                 torch.nn.Linear(144, 10, bias=False), torch.nn.ReLU(),
                                 torch.nn.Linear(10, 3, bias=False))
     x = np.random.default_rng(0).random((8, 1, 8, 8))
-    c = compile_model(model, x)
+    c = compile_model(model, x, v_init=0.0, bias_onset=False)  # sinabs' IAF starts at rest, bias from step 0
     sg = to_framework(c.float_graph, "sinabs")
     net = from_nir(sg, batch_size=8)
     xt = torch.as_tensor(x, dtype=torch.float32)

@@ -69,3 +69,34 @@ def need_labels(y: Any, spec: str) -> np.ndarray:
 
 def check_error(e: Exception) -> bool:
     return isinstance(e, SnncError)
+
+
+def add_sim_args(p: argparse.ArgumentParser, steps: int = 32) -> None:
+    """graph, --data, --steps, --samples, --batch, --device: what every simulating command takes."""
+    p.add_argument("graph", help="NIR file written by snnc compile (integer or float graph)")
+    add_data_args(p)
+    p.add_argument("--steps", type=int, default=steps, help="input steps T the output integrates "
+                   "(a run lasts T + depth steps)")
+    p.add_argument("--samples", type=int, default=None, help="use only the first N test samples")
+    p.add_argument("--batch", type=int, default=360, help="samples per simulator batch")
+    p.add_argument("--device", default="cpu", help="torch device for the simulator (cpu, cuda)")
+
+
+def print_spike_table(r: Any, title: str, events: bool = True) -> None:
+    """Rich table of a run: per spiking layer, neurons, spikes, spikes/neuron/step (and overflow events)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.print(title)
+    t = Table()
+    cols = ["layer", "neurons", "spikes", "spikes/neuron/step"] + (["wrap/saturation events"] if events else [])
+    for col in cols:
+        t.add_column(col)
+    for n, s in r.spikes_per_layer.items():
+        nn_ = r.neurons_per_layer[n]
+        row = [n, str(nn_), str(s), f"{s / (nn_ * r.samples * r.latency_steps):.4f}"]
+        if events:
+            row.append(str(sum(getattr(r, "events", {}).get(n, {}).values())))
+        t.add_row(*row)
+    con.print(t)

@@ -9,7 +9,8 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from snnc.compiler.commands._common import add_data_args, add_json, load_data, load_model, need_labels
+from snnc.compiler.commands._common import (add_data_args, add_json, add_sim_args, load_data, load_model,
+                                            need_labels, print_spike_table)
 from snnc.ir import conventions as cv
 from snnc.ir.errors import DataError
 
@@ -98,12 +99,7 @@ def run_compile(args: argparse.Namespace) -> int:
 
 
 def _sim_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("graph", help="NIR file written by snnc compile (integer or float graph)")
-    add_data_args(p)
-    p.add_argument("--steps", type=int, default=32, help="input steps T the output integrates (a run lasts T + depth)")
-    p.add_argument("--samples", type=int, default=None, help="use only the first N samples")
-    p.add_argument("--batch", type=int, default=360, help="samples per batch")
-    p.add_argument("--device", default="cpu", help="torch device for the simulator (cpu, cuda)")
+    add_sim_args(p, steps=32)
     p.add_argument("--strict", action="store_true", help="any wrap/saturation event is an error")
     add_json(p)
 
@@ -127,20 +123,9 @@ def run_simulate(args: argparse.Namespace) -> int:
 
         print_json(out)
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console()
-    con.print(f"[bold]{args.graph}[/] ({r.kind} graph) on {args.data}: accuracy {acc:.4f} over {r.samples} "
-              f"samples, T={r.steps} (run lasts {r.latency_steps} steps), {r.samples_per_s:.1f} samples/s")
-    t = Table()
-    for col in ("layer", "neurons", "spikes", "spikes/neuron/step", "wrap/saturation events"):
-        t.add_column(col)
-    for n, s in r.spikes_per_layer.items():
-        nn_ = r.neurons_per_layer[n]
-        ev = sum(r.events.get(n, {}).values())
-        t.add_row(n, str(nn_), str(s), f"{s / (nn_ * r.samples * r.latency_steps):.4f}", str(ev))
-    con.print(t)
+    print_spike_table(r, f"[bold]{args.graph}[/] ({r.kind} graph) on {args.data}: accuracy {acc:.4f} over "
+                      f"{r.samples} samples, T={r.steps} (run lasts {r.latency_steps} steps), "
+                      f"{r.samples_per_s:.1f} samples/s")
     return 0
 
 

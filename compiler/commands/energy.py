@@ -3,19 +3,14 @@ from __future__ import annotations
 
 import argparse
 
-from snnc.compiler.commands._common import add_data_args, add_json, load_data, need_labels
+from snnc.compiler.commands._common import add_json, add_sim_args, load_data, need_labels
 from snnc.ir.errors import DataError
 
 
 def _energy_args(p: argparse.ArgumentParser) -> None:
     from snnc.compiler.analysis.energy import MODELS
 
-    p.add_argument("graph", help="NIR file written by snnc compile (integer or float graph)")
-    add_data_args(p)
-    p.add_argument("--steps", type=int, default=8, help="input steps T (a run lasts T + depth steps)")
-    p.add_argument("--samples", type=int, default=None, help="use only the first N test samples")
-    p.add_argument("--batch", type=int, default=360, help="samples per simulator batch")
-    p.add_argument("--device", default="cpu", help="torch device for the simulator")
+    add_sim_args(p, steps=8)
     p.add_argument("--energy-model", default="cmos45", choices=sorted(MODELS),
                    help="per-op energies: cmos45 (Horowitz 2014) or loihi (Davies 2018)")
     p.add_argument("--plots", metavar="DIR", help="write the PNG plots into DIR")

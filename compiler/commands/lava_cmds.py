@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from snnc.compiler.commands._common import add_data_args, add_json, load_data, need_labels
+from snnc.compiler.commands._common import add_data_args, add_json, load_data, need_labels, print_spike_table
 from snnc.ir.errors import DataError, GraphError
 
 DEFAULT_TIMEOUT_S = 3600.0
@@ -62,19 +62,9 @@ def run_run(args: argparse.Namespace) -> int:
 
         print_json(out)
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console()
-    con.print(f"[bold]{args.graph}[/] on {args.backend}: accuracy {acc:.4f} over {r.samples} samples of "
-              f"{args.data}, T={r.steps} (run lasts {r.latency_steps} steps), {r.samples_per_s:.2f} samples/s")
-    t = Table()
-    for col in ("layer", "neurons", "spikes", "spikes/neuron/step"):
-        t.add_column(col)
-    for n, s in r.spikes_per_layer.items():
-        nn_ = r.neurons_per_layer[n]
-        t.add_row(n, str(nn_), str(s), f"{s / (nn_ * r.samples * r.latency_steps):.4f}")
-    con.print(t)
+    print_spike_table(r, f"[bold]{args.graph}[/] on {args.backend}: accuracy {acc:.4f} over {r.samples} samples "
+                         f"of {args.data}, T={r.steps} (run lasts {r.latency_steps} steps), "
+                         f"{r.samples_per_s:.2f} samples/s", events=False)
     return 0
 
 
