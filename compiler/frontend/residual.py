@@ -11,6 +11,10 @@ the shortcut reaches the neuron earlier than the branch. ``balance_residual_dela
 layers (threshold 1.0, input weight 1.0, initial potential 0.5: each input spike gives exactly one output spike,
 one step later) on the shallower paths so that every input of a fan-in neuron layer has the same depth, i.e. both
 paths arrive in the same units (spikes of the same source, same value per spike) and at the same time.
+Relays are exact, but balancing removes the head start that shortcuts give deep layers: every layer then first
+receives input exactly at its depth, so the whole pipeline transient falls inside the readout window (the last T
+of T + depth steps). Measured on a ResNet-20 (digits, 100 test samples, float, T=32): 91 % unbalanced vs 68 %
+balanced, but 97 % balanced when the window starts 32 steps later; at T >= 128 both are within 1-2 points.
 """
 from __future__ import annotations
 
