@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"fan-in layers with unequal delays before restructuring: {len(delay_imbalance(g))}", flush=True)
     steps = [int(s) for s in args.steps.split(",")]
     rows = []
-    for tune in (False, True):
-        rows += sweep(model, xtr, xte, yte, steps, [args.method], ["half"], tune=tune, restructure=tune,
+    for tune, restructure in ((False, False), (True, False), (True, True)):  # plain, tuned, tuned + relays
+        rows += sweep(model, xtr, xte, yte, steps, [args.method], ["half"], tune=tune, restructure=restructure,
                       calib_steps=32, log=lambda r: print(
                           f"{r.label:32s} T={r.steps:4d} float {100 * r.float_accuracy:6.2f}%  integer "
                           f"{100 * r.int_accuracy:6.2f}%", flush=True))
