@@ -61,12 +61,11 @@ def _compose_conv(a: dict, b: dict, c_in: int) -> dict | None:
     wa, wb = _dense_weight(a, c_in), _dense_weight(b, a["weight"].shape[0])
     ka, kb = wa.shape[2:], wb.shape[2:]
     sa, sb, pa, pb = a["stride"], b["stride"], a["padding"], b["padding"]
-    if tuple(sa) == tuple(ka) and tuple(pa) == (0, 0):  # a is pool-like: b on a k-times coarser grid
-        kh, kw = (kb[0] - 1) * sa[0] + ka[0], (kb[1] - 1) * sa[1] + ka[1]
-    elif tuple(sb) == tuple(kb) and tuple(pb) == (0, 0):  # b is pool-like
-        kh, kw = (kb[0] - 1) * sa[0] + ka[0], (kb[1] - 1) * sa[1] + ka[1]
-    else:
+    a_pool_like = tuple(sa) == tuple(ka) and tuple(pa) == (0, 0)  # b runs on a k-times coarser grid
+    b_pool_like = tuple(sb) == tuple(kb) and tuple(pb) == (0, 0)
+    if not (a_pool_like or b_pool_like):
         return None
+    kh, kw = (kb[0] - 1) * sa[0] + ka[0], (kb[1] - 1) * sa[1] + ka[1]
     w = np.zeros((wb.shape[0], wa.shape[1], kh, kw))
     for r in range(kb[0]):
         for c in range(kb[1]):

@@ -165,9 +165,7 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
         readout = isinstance(node, (nir.I, nir.LI)) or bool(cv.meta(node, cv.READOUT, False))
         decays = leaky_decays(n, node) if isinstance(node, (nir.LIF, nir.LI, nir.CubaLIF)) else None
         if isinstance(node, nir.IF):
-            th = np.asarray(node.v_threshold, dtype=np.float64)
-            if th.size and np.ptp(th) > 0:
-                pass  # per-neuron thresholds are fine: one scale per layer
+            th = np.asarray(node.v_threshold, dtype=np.float64)  # per-neuron thresholds share one layer scale
             theta = float(th.max())
             if not np.isfinite(theta) or theta <= 0:
                 raise QuantizationError(f"layer {n!r}: field 'v_threshold' must be positive and finite, got {theta}")
