@@ -28,6 +28,7 @@ from snnc.ir.graph import Graph
 def digits_cnn():
     """The trained digits CNN (seed 0, 30 epochs) and its compile."""
     xtr, ytr = digits("train")
+    torch.manual_seed(0)  # the initial weights too: the same model every run
     model = train(DigitsCNN(), xtr, ytr, epochs=30)
     return model, compile_model(model, xtr)
 
