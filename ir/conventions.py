@@ -11,6 +11,7 @@ Units of an *integer* graph (``snnc.kind == "integer"``), matching Lava 0.10.0 f
   (Lava: ``bias_mant << bias_exp``).
 - neuron ``v_threshold`` is Lava's ``vth`` (integer, 17 bits); Lava compares ``v > vth << 6``.
 - ``snnc.v_init`` is in ``a_in`` units; the integer potential starts at ``round(v_init * 64)``.
+- ``snnc.v_min`` (optional, spiking neurons) is in ``a_in`` units; after the update v = max(v, round(v_min * 64)).
 - graph metadata ``snnc.input_scale`` s (graph level: nir 1.0.4's Input node has no metadata): graded input spikes are ``clip(round(x / s), lo, hi)`` with
   ``snnc.input_bits`` bits (signed when ``snnc.input_signed``).
 """
@@ -28,6 +29,7 @@ VERSION = "snnc.version"  # int, convention version
 # neuron nodes (IF, LIF, I, CubaLIF, ...)
 RESET = "snnc.reset"  # "subtract" (default for converted nets) or "zero" (stock Lava LIF)
 V_INIT = "snnc.v_init"  # initial membrane potential, same units as v_threshold (scalar or per neuron)
+V_MIN = "snnc.v_min"  # potential floor, same units as v_threshold (scalar or per neuron): v = max(v, v_min)
 DU = "snnc.du"  # integer graphs: Lava current decay, 12 bit (4095 = no current memory)
 DV = "snnc.dv"  # integer graphs: Lava voltage decay, 12 bit (0 = no leak)
 READOUT = "snnc.readout"  # True on the node whose potential is the network output
@@ -106,4 +108,12 @@ def reset_mode(node: Any) -> str:
 def v_init(node: Any, shape: tuple) -> np.ndarray:
     """Initial potential per neuron (float, threshold units), broadcast to ``shape``."""
     v = meta(node, V_INIT, 0.0)
+    return np.broadcast_to(np.asarray(v, dtype=np.float64), shape).copy()
+
+
+def v_min(node: Any, shape: tuple) -> np.ndarray | None:
+    """Potential floor per neuron (float, threshold units) broadcast to ``shape``, or None (no floor)."""
+    v = meta(node, V_MIN, None)
+    if v is None:
+        return None
     return np.broadcast_to(np.asarray(v, dtype=np.float64), shape).copy()

@@ -278,12 +278,19 @@ def _check_metadata(graph: Graph, shapes: dict[str, tuple]) -> None:
         if cv.RESET in md and cv.reset_mode(node) not in ("subtract", "zero"):
             raise GraphError(f"node {name!r}: metadata field {cv.RESET!r} must be 'subtract' or 'zero', "
                              f"got {cv.reset_mode(node)!r}")
-        if cv.V_INIT in md:
-            a = np.asarray(cv.meta(node, cv.V_INIT))
+        for key in (cv.V_INIT, cv.V_MIN):
+            if key not in md:
+                continue
+            a = np.asarray(cv.meta(node, key))
             if a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)) or (
                     a.ndim and a.shape != tuple(shapes[name]) and a.size != math.prod(shapes[name])):
-                raise GraphError(f"node {name!r}: metadata field {cv.V_INIT!r} must be finite numbers, one or one per "
+                raise GraphError(f"node {name!r}: metadata field {key!r} must be finite numbers, one or one per "
                                  f"neuron {tuple(shapes[name])}, got {a.dtype} {a.shape}")
+            if key == cv.V_MIN and (not isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF)) or np.any(a > 0)
+                                    or (kind == cv.INTEGER and np.any(np.abs(a) * 64 > cv.V_MAX))):
+                raise GraphError(f"node {name!r}: metadata field {key!r} must be <= 0, within the 24-bit potential, "
+                                 f"on a spiking neuron (IF, LIF, CubaLIF); got {type(node).__name__}, "
+                                 f"min {float(a.min()):g}, max {float(a.max()):g}")
 
 
 DENSE_MANT_MAX = 2 ** 8  # Lava Dense: 8-bit signed weight mantissa (m * 2**(9 - bits))

@@ -21,6 +21,7 @@ Why float arithmetic is exact here (checked per connection and per layer when th
   both count one saturation. After the clamp the float32 v equals Lava's integer v.
   Any other layer keeps v (and u) in float64: all values are integers below 2**53; decay(x, d) =
   trunc(x * (4096 - d) / 4096) is exact (the product is < 2**36, division by 4096 is a power-of-two scaling).
+A potential floor (``snnc.v_min``) is max(v, integer within 24 bits) after the clamp: exact in either dtype.
 Spikes are float32 0/1 tensors, spike counts are accumulated in float32 (exact below 2**24 steps).
 Overflow events (u wrap, v saturation, conv wrap) are counted exactly: on CPU after a cheap min/max check, on
 CUDA into device tensors without a host sync. Peak memory per batch is the layer states and one buffer per
@@ -77,6 +78,8 @@ class LayerPlan:
     u_wrap_possible: bool = False  # general path: u carried and/or wrapped in float64
     u_check: bool = False  # simple path whose u = a << 6 may leave (-2**23, 2**23]: check a, wrap when needed
     vth_min: float = math.inf  # smallest threshold << 6 (-inf disables the no-spike shortcut)
+    vmin6: torch.Tensor | float | None = None  # potential floor (v units); None: no floor
+    vmin_max: float = -math.inf  # largest floor value: a batch whose min(v) is >= it needs no clamp
 
 
 def supported(layers: dict) -> bool:
@@ -174,11 +177,17 @@ def plan_layers(layers: dict, plan, conns: list[ConnPlan], dev: torch.device) ->
             vth6 = float(vth6.flatten()[0])  # one threshold for the layer: a Python scalar
         elif vth6 is not None:
             vth6 = _fmt(vth6)
+        vmin6 = getattr(L, "vmin6", None)
+        vmin_max = -math.inf if vmin6 is None else float(vmin6.max())
+        if vmin6 is not None:  # integers within 24 bits: exact in float32
+            vmin6 = float(vmin6.flatten()[0]) if bool((vmin6 == vmin6.flatten()[0]).all()) else \
+                _fmt(vmin6.to(device=dev, dtype=dt))
         out[n] = LayerPlan(n, dt, L.vth6 is None, L.reset == "zero", L.du, L.dv, A,
                            None if bmax == 0 else _fmt(bias6.to(device=dev, dtype=dt)), vth6,
                            _fmt(L.v0.to(device=dev, dtype=dt)), list(inc),
                            u_wrap_possible=general, u_check=u_check and not general,
-                           vth_min=-math.inf if vth6 is None else float(L.vth6.min()))
+                           vth_min=-math.inf if vth6 is None else float(L.vth6.min()), vmin6=vmin6,
+                           vmin_max=vmin_max)
     return out
 
 
@@ -208,17 +217,19 @@ class _Counter:
         self.host: dict[tuple, int] = {}
         self.dev_counts: dict[tuple, torch.Tensor] = {}
         self.last_max = math.inf  # CPU: max of the tensor last checked (after clamping to hi); inf when unknown
+        self.last_min = -math.inf  # CPU: its min (before clamping); -inf when unknown
 
     def out_of_range(self, key: tuple, x: torch.Tensor, lo: float, hi: float, times: int = 1) -> bool | None:
         """Count elements of x outside [lo, hi] (``times`` over); whether any (CPU), None (CUDA: unknown)."""
         if self.sync_free:
             c = ((x < lo) | (x > hi)).sum() * times
             self.dev_counts[key] = self.dev_counts[key] + c if key in self.dev_counts else c
+            self.last_max, self.last_min = math.inf, -math.inf
             return None
         if x.dim() == 4 and not x.is_contiguous():  # channels-last: reduce over the memory-order view, no copy
             x = x.permute(0, 2, 3, 1)
         mn, mx = torch.aminmax(x)
-        self.last_max = float(mx)
+        self.last_max, self.last_min = float(mx), float(mn)
         under, over = float(mn) < lo, self.last_max > hi
         if not (under or over):
             return False
@@ -247,6 +258,7 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
     """Simulate one batch ``xb`` (B, *input) of integer inputs for ``latency`` steps (module docstring)."""
     B = xb.shape[0]
     dev = xb.device
+    ro = plan.readout
     v = {n: _fmt(L.v0.expand((B,) + tuple(plan.shapes[n]))) for n, L in lp.items()}
     u = {n: torch.zeros_like(v[n]) for n, L in lp.items() if L.u_wrap_possible}
     spk = {n: _fmt(torch.zeros((B,) + tuple(plan.shapes[n]), dtype=torch.float32, device=dev))
@@ -265,7 +277,6 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
             d = sum(x_const[i] * 64.0 for i in L.incoming)
             drive[n] = d + L.bias6 if L.bias6 is not None else d
     v_before = None
-    ro = plan.readout
     # CPU: a layer none of whose neurons fired this step (known from the min/max check) skips its reset and its
     # outgoing GEMM/conv (they would deliver exactly 0); on CUDA that check would cost a host sync
     silent = {n: None for n in spk}
@@ -304,6 +315,11 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
                 vn.add_(L.bias6)
             if counter.out_of_range((n, "v_saturate"), vn, -V_LIM, V_LIM) is not False:
                 vn.clamp_(-V_LIM, V_LIM)
+            if L.vmin6 is not None and counter.last_min < L.vmin_max:  # floor: v = max(v, v_min << 6)
+                if isinstance(L.vmin6, float):
+                    vn.clamp_(min=L.vmin6)
+                else:
+                    torch.maximum(vn, L.vmin6, out=vn)
             if L.readout:
                 if t == plan.depth - 1 and n == ro:
                     v_before = vn.clone()

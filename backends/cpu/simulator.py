@@ -6,9 +6,10 @@ Integer semantics (per neuron layer, per step; all state int64 holding 24-bit va
        Conv (Conv2d/SumPool2d): a = wrap24(conv(W, s))        (Lava's signed_clamp: [-2**23, 2**23))
   u  = decay(u, du + 1) + (a << 6), wrapped once into (-2**23, 2**23]        (u: int, 24-bit, wraps)
   v  = clip(decay(v, dv) + u + (bias << 6), -(2**23 - 1), 2**23 - 1)      (v: int, 24-bit, saturates)
+  v  = max(v, round(v_min * 64))        only where the node has a floor (``snnc.v_min``, spiking neurons)
   s  = v > vth << 6;  reset: v -= vth << 6 ("subtract") or v = 0 ("zero"); u is never reset
   decay(x, d) = sign(x * (4096 - d)) * (|x * (4096 - d)| >> 12)
-Float semantics: a as above without rounding; v += a (+ bias); s = v > vth; same resets.
+Float semantics: a as above without rounding; v += a (+ bias); v = max(v, v_min); s = v > vth; same resets.
 Each wrap of u or of a conv output and each saturation of v is counted per layer (``events``).
 """
 from __future__ import annotations
@@ -129,6 +130,7 @@ class _Layer:
                 self.readout = True
         r = np.broadcast_to(r, shape)
         v0 = cv.v_init(node, shape)
+        vmin = None if self.readout else cv.v_min(node, shape)
         if integer:
             if not np.all(r == 1):
                 raise QuantizationError(f"node {name!r}: field 'r' must be 1 in an integer graph")
@@ -144,12 +146,16 @@ class _Layer:
                 self.vth6 = torch.as_tensor(vth.astype(np.int64) << cv.ACT_SHIFT, device=dev)
             self.bias6 = torch.as_tensor(np.round(bias).astype(np.int64) << cv.ACT_SHIFT, device=dev)
             self.v0 = torch.as_tensor(np.round(v0 * 64).astype(np.int64), device=dev)
+            # potential floor (snnc.v_min), int64 in v units (x 64), within the 24-bit range; None: no floor
+            self.vmin6 = None if vmin is None else torch.as_tensor(
+                np.maximum(np.round(vmin * 64), -cv.V_MAX).astype(np.int64), device=dev)
         else:
             self.r = torch.as_tensor(np.array(r), dtype=torch.float64, device=dev)
             self.vth = None if self.readout else torch.as_tensor(np.array(vth), dtype=torch.float64,
                                                                  device=dev)
             self.bias = torch.as_tensor(bias, dtype=torch.float64, device=dev)
             self.v0 = torch.as_tensor(v0, dtype=torch.float64, device=dev)
+            self.vmin = None if vmin is None else torch.as_tensor(vmin, dtype=torch.float64, device=dev)
 
 
     def step(self, u: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None, events: dict,
@@ -178,6 +184,8 @@ class _Layer:
                 rng_v[n] = max(rng_v[n], float(vv.max() if self.vth6 is not None else vv.abs().max()) / 64.0)
             if self.vth6 is None:
                 return uu, vv, None
+            if self.vmin6 is not None:
+                vv = torch.maximum(vv, self.vmin6)
             s = vv > self.vth6
             vv = torch.where(s, vv - self.vth6 if self.reset == "subtract" else torch.zeros_like(vv), vv)
             return uu, vv, s
@@ -200,6 +208,8 @@ class _Layer:
             rng_v[n] = max(rng_v[n], float(vv.max() if self.vth is not None else vv.abs().max()))
         if self.vth is None:
             return u, vv, None
+        if self.vmin is not None:
+            vv = torch.maximum(vv, self.vmin)
         s = vv > self.vth
         vv = torch.where(s, vv - self.vth if self.reset == "subtract" else torch.zeros_like(vv), vv)
         return u, vv, s

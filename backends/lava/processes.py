@@ -5,6 +5,7 @@ model subclasses Lava's own ``AbstractPyLifModelFixed`` so the arithmetic is Lav
 
   u = wrap24(dec(u, du + 1) + (a_in << 6))           u: 24-bit signed, wraps once into (-2**23, 2**23]
   v = clip(dec(v, dv) + u + (bias_mant << bias_exp), +-(2**23 - 1))     v: 24-bit signed, saturates
+  v = max(v, v_min)                                    v_min: 24-bit signed floor (default -(2**23 - 1): none)
   s = v > vth << 6                                     vth: 17-bit unsigned, per neuron
   v -= vth << 6 where s                                (Lava's LIF sets v = 0 instead)
 
@@ -38,18 +39,20 @@ class SubtractLIF(AbstractLIF):
 
     Parameters are Lava's LIF parameters in Lava's fixed-point units: ``u``, ``v`` (24-bit), ``du``, ``dv``
     (12-bit), ``bias_mant`` (13-bit signed), ``bias_exp`` (3-bit), and ``vth`` (17-bit unsigned, one per
-    neuron or a scalar). ``spiking=0``: never spike; ``sample_steps=P``: restart every P steps (module doc)."""
+    neuron or a scalar), ``v_min`` (24-bit signed potential floor, per neuron or a scalar). ``spiking=0``: never spike; ``sample_steps=P``: restart every P steps (module doc)."""
 
     def __init__(self, *, shape: ty.Tuple[int, ...],
                  u: ty.Union[int, np.ndarray] = 0, v: ty.Union[int, np.ndarray] = 0,
                  du: int = 4095, dv: int = 0,
                  bias_mant: ty.Union[int, np.ndarray] = 0, bias_exp: ty.Union[int, np.ndarray] = 0,
                  vth: ty.Union[int, np.ndarray] = 10, spiking: int = 1, sample_steps: int = 0,
+                 v_min: ty.Union[int, np.ndarray] = -(2 ** 23 - 1),
                  name: ty.Optional[str] = None, **kwargs: ty.Any) -> None:
         super().__init__(shape=shape, u=u, v=v, du=du, dv=dv, bias_mant=bias_mant, bias_exp=bias_exp,
                          name=name, log_config=None, spiking=int(spiking), sample_steps=int(sample_steps),
                          **kwargs)
         self.vth = Var(shape=shape, init=vth)
+        self.v_min = Var(shape=shape, init=v_min)
 
 
 @implements(proc=SubtractLIF, protocol=LoihiProtocol)
@@ -60,6 +63,7 @@ class PySubtractLIFModelFixed(AbstractPyLifModelFixed):
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
+    v_min: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def __init__(self, proc_params: ty.Any) -> None:
         super().__init__(proc_params)
@@ -84,6 +88,7 @@ class PySubtractLIFModelFixed(AbstractPyLifModelFixed):
         if self._boundary:
             activation_in = np.zeros_like(activation_in)
         super().subthr_dynamics(activation_in)
+        np.maximum(self.v, self.v_min, out=self.v)  # the potential floor (no-op at the default -(2**23 - 1))
 
     def scale_threshold(self) -> None:
         """vth << 6, MSB-aligned with v as Lava's LIF does (read once, on the first step)."""

@@ -38,12 +38,11 @@ def apply_binarize(args: argparse.Namespace, c):
     if args.finetune > 0:
         if str(args.model).endswith(".nir"):
             raise DataError(f"{args.model}: --finetune needs a torch model, not an NIR file")
-        from snnc.compiler.frontend.convert import ConvertOptions
+        from snnc.compiler.commands.core import convert_options
         from snnc.compiler.train.binary_finetune import finetuned_float_graph
 
         model = load_model(args.model, args.model_class)
-        opts = ConvertOptions(method=args.method, percentile=args.percentile,
-                              v_init=args.v_init if args.v_init is not None else 0.5, reset=args.reset)
+        opts = convert_options(args)
         finetune = lambda labs: finetuned_float_graph(model, labs, xc, yc, args.finetune,  # noqa: E731
                                                       args.binary_scale == "channel", opts)
     layers = "auto" if spec == "auto" else [s.strip() for s in spec.split(",") if s.strip()]

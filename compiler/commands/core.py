@@ -15,6 +15,24 @@ from snnc.ir import conventions as cv
 from snnc.ir.errors import DataError
 
 
+def convert_options(args: argparse.Namespace) -> "ConvertOptions":
+    """ConvertOptions from the compile arguments (--method, --percentile, --v-init, --reset, --v-floor)."""
+    from snnc.compiler.frontend.convert import ConvertOptions
+
+    kw = {}
+    if args.v_floor != "default":
+        if args.v_floor == "none":
+            kw["v_floor"] = None
+        else:
+            try:
+                kw["v_floor"] = float(args.v_floor)
+            except ValueError:
+                raise DataError(f"--v-floor: expected a number, 'none' or 'default', got {args.v_floor!r}") \
+                    from None
+    return ConvertOptions(method=args.method, percentile=args.percentile,
+                          v_init=args.v_init if args.v_init is not None else 0.5, reset=args.reset, **kw)
+
+
 def _compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model.pt (torch.save(model); loaded with pickle: only trusted files) or a state "
                    "dict with --model-class, or an NIR file (.nir) from another tool")
@@ -26,6 +44,8 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--v-init", type=float, default=None, help="initial potential as a fraction of the "
                    "threshold (default 0.5, Bu et al. 2022; 0 = start at rest)")
     p.add_argument("--reset", choices=["subtract", "zero"], default="subtract")
+    p.add_argument("--v-floor", default="default", help="potential floor v >= -F*theta: F (a fraction of the "
+                   "threshold, 1 = Sinabs' IAF floor), 'none', or 'default' (ConvertOptions' default)")
     p.add_argument("--no-bias-onset", action="store_true", help="keep Lava's bias-from-step-0 transient (by "
                    "default initial potentials are pre-charged so each layer's bias starts with its input)")
     p.add_argument("--bits", type=int, default=8, help="weight bits 1..8 (Loihi: 8-bit mantissa + exponent)")
@@ -54,8 +74,7 @@ def compile_any(args: argparse.Namespace):
                 from None
         return compile_nir(args.model, xc, weight_bits=args.bits, calib_steps=args.calib_steps)
     model = load_model(args.model, args.model_class)
-    opts = ConvertOptions(method=args.method, percentile=args.percentile,
-                          v_init=args.v_init if args.v_init is not None else 0.5, reset=args.reset)
+    opts = convert_options(args)
     return compile_model(model, xc, opts, weight_bits=args.bits, calib_steps=args.calib_steps,
                          bias_onset=not args.no_bias_onset)
 

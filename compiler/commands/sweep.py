@@ -10,6 +10,7 @@ import argparse
 import functools
 import time
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,16 +33,18 @@ class SweepRow:
     int_accuracy: float | None
     tune: bool = False
     restructure: bool = False
+    floor: float | None = None  # potential floor as a fraction of the threshold (None: no floor)
 
     @property
     def label(self) -> str:
         return self.method + ("+half" if self.init == "half" else "") + ("+tune" if self.tune else "") + \
-            ("+restructure" if self.restructure else "")
+            ("+restructure" if self.restructure else "") + ("" if self.floor is None else f"+floor{self.floor:g}")
 
 
 def compile_variant(model: torch.nn.Module, calib: np.ndarray, method: str, v_init: float = 0.0,
                     tune_steps: int | None = None, restructure: bool = False, percentile: float = 99.99,
-                    weight_bits: int = 8, calib_steps: int = 64, acts: dict | None = None):
+                    weight_bits: int = 8, calib_steps: int = 64, acts: dict | None = None,
+                    v_floor: float | None = None):
     """compile_model with the conversion-quality passes: threshold tuning for ``tune_steps``, delay balancing."""
     from snnc.compiler.frontend.convert import ConvertOptions
     from snnc.compiler.frontend.residual import balance_residual_delays
@@ -60,15 +63,16 @@ def compile_variant(model: torch.nn.Module, calib: np.ndarray, method: str, v_in
         passes[-1].__name__ = "tune_thresholds"  # type: ignore[attr-defined]
     if restructure:
         passes.append(balance_residual_delays)
-    opts = ConvertOptions(method="max" if method == "qcfs" else method, percentile=percentile, v_init=v_init)
+    opts = ConvertOptions(method="max" if method == "qcfs" else method, percentile=percentile, v_init=v_init,
+                          v_floor=v_floor)
     return compile_model(model, calib, opts, weight_bits=weight_bits, calib_steps=calib_steps, float_passes=passes)
 
 
 def sweep(model: torch.nn.Module, xcal: np.ndarray, x: np.ndarray, y: np.ndarray, steps: list[int],
           methods: list[str], inits: list[str], tune: bool = False, restructure: bool = False,
           integer: bool = True, percentile: float = 99.99, calib_steps: int | None = None,
-          log=None) -> list[SweepRow]:
-    """Accuracy rows for every (method, init, T); compiles once per variant (once per T with ``tune``)."""
+          log=None, floors: Sequence[float | None] = (None,)) -> list[SweepRow]:
+    """Accuracy rows for every (method, init, floor, T); compiles once per variant (once per T with ``tune``)."""
     from snnc.backends.cpu.simulator import simulate
     from snnc.compiler.passes.threshold_tuning import layer_activations
 
@@ -77,17 +81,18 @@ def sweep(model: torch.nn.Module, xcal: np.ndarray, x: np.ndarray, y: np.ndarray
     cs = calib_steps or max(steps)
     for method in methods:
         for init in inits:
-            c = None
-            for t in steps:
-                if c is None or tune:
-                    c = compile_variant(model, xcal, method, INITS[init], t if tune else None, restructure,
-                                        percentile, calib_steps=cs, acts=acts)
-                fa = simulate(c.float_graph, x, steps=t).accuracy(y)
-                ia = simulate(c.int_graph, x, steps=t).accuracy(y) if integer else None
-                row = SweepRow(method, init, t, fa, ia, tune, restructure)
-                rows.append(row)
-                if log:
-                    log(row)
+            for floor in floors:
+                c = None
+                for t in steps:
+                    if c is None or tune:
+                        c = compile_variant(model, xcal, method, INITS[init], t if tune else None, restructure,
+                                            percentile, calib_steps=cs, acts=acts, v_floor=floor)
+                    fa = simulate(c.float_graph, x, steps=t).accuracy(y)
+                    ia = simulate(c.int_graph, x, steps=t).accuracy(y) if integer else None
+                    row = SweepRow(method, init, t, fa, ia, tune, restructure, floor)
+                    rows.append(row)
+                    if log:
+                        log(row)
     return rows
 
 
@@ -140,6 +145,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", default="1,2,4,8,16,32,64", help="comma-separated T values")
     p.add_argument("--method", default="percentile", help="max | percentile | qcfs, or a comma list")
     p.add_argument("--init", default="zero", help="zero | half (v0 = theta/2), or a comma list")
+    p.add_argument("--floor", default="none", help="potential floor v >= -F*theta: 'none' or F, or a comma list "
+                   "(e.g. none,1)")
     p.add_argument("--tune", action="store_true", help="per-layer threshold tuning for each T (TTRBR-style)")
     p.add_argument("--restructure", action="store_true", help="balance residual shortcut delays with IF relays")
     p.add_argument("--percentile", type=float, default=99.99)
@@ -157,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"--steps: every T must be >= 1, got {steps}")
     methods = _parse_list(args.method, "--method", METHODS)
     inits = _parse_list(args.init, "--init", tuple(INITS))
+    floors = [None if f == "none" else _parse_list(f, "--floor", kind=float)[0]
+              for f in _parse_list(args.floor, "--floor")]
+    if any(f is not None and not f >= 0 for f in floors):
+        raise DataError(f"--floor: each F must be 'none' or a number >= 0, got {args.floor!r}")
     model = load_model(args.model, args.model_class)
     xcal, _ = load_data(args.data, "train")
     x, y = load_data(args.data, "test", args.limit)
@@ -164,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     ann = accuracy(model, x, y)
     t0 = time.perf_counter()
     rows = sweep(model, xcal, x, y, steps, methods, inits, args.tune, args.restructure, not args.no_int,
-                 args.percentile)
+                 args.percentile, floors=floors)
     secs = time.perf_counter() - t0
     plot(rows, ann, args.plot, f"{args.model}: SNN accuracy vs T")
     if args.json:
@@ -176,10 +187,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     tab = Table(title=f"{args.model}: ANN {100 * ann:.2f}% on {len(y)} test samples ({secs:.1f} s)")
-    for col in ("method", "init", "tune", "restructure", "T", "SNN float %", "SNN integer %"):
+    for col in ("method", "init", "floor", "tune", "restructure", "T", "SNN float %", "SNN integer %"):
         tab.add_column(col)
     for r in rows:
-        tab.add_row(r.method, r.init, "yes" if r.tune else "no", "yes" if r.restructure else "no", str(r.steps),
+        tab.add_row(r.method, r.init, "none" if r.floor is None else f"-{r.floor:g}θ", "yes" if r.tune else "no",
+                    "yes" if r.restructure else "no", str(r.steps),
                     f"{100 * r.float_accuracy:.2f}",
                     "-" if r.int_accuracy is None else f"{100 * r.int_accuracy:.2f}")
     Console().print(tab)

@@ -34,12 +34,15 @@ class ConvertOptions:
     percentile: used by "percentile" (99.99 = the 99.99th percentile)
     v_init: initial potential as a fraction of the threshold (default 0.5 = Bu et al. 2022; 0 = Lava's default)
     reset: "subtract" (default for converted nets) or "zero"
+    v_floor: potential floor as a fraction of the threshold below zero (1.0: v >= -theta, Sinabs' IAF default);
+        None: no floor (v falls without bound; the integer form saturates at -(2**23 - 1))
     """
 
     method: str = "percentile"
     percentile: float = 99.99
     v_init: float = 0.5
     reset: str = "subtract"
+    v_floor: float | None = None
     calib_batch: int = 512
     extra: dict = field(default_factory=dict)
 
@@ -110,6 +113,11 @@ def emit_if(low: Lowering, name: str, src: str, theta: float, method: str) -> st
     node = nir.IF(r=np.ones(shape), v_threshold=np.full(shape, theta))
     node.metadata = {cv.RESET: low.opts.reset, cv.V_INIT: float(low.opts.v_init * theta),
                      cv.THRESHOLD_METHOD: method, cv.SOURCE: name}
+    if low.opts.v_floor is not None:
+        if not low.opts.v_floor >= 0:
+            raise DataError(f"conversion option v_floor must be >= 0 (a fraction of the threshold), got "
+                            f"{low.opts.v_floor!r}")
+        node.metadata[cv.V_MIN] = float(-low.opts.v_floor * theta)
     low.add(name, node, [src])
     out = low.add(f"{name}.out", nir.Scale(scale=np.array(theta, dtype=np.float64)), [name])
     return out

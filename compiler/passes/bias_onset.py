@@ -42,6 +42,9 @@ def compensate_bias_onset(graph: Graph) -> Graph:
         if isinstance(node, nir.IF):
             th = np.broadcast_to(np.asarray(node.v_threshold, dtype=np.float64), shape)
             v0 = np.minimum(v0, th)
+            vm = cv.v_min(node, shape)
+            if vm is not None:  # a floor would clip the pre-charge: start there (onset then only approximate)
+                v0 = np.maximum(v0, vm)
         node.metadata = dict(node.metadata or {})
         node.metadata[cv.V_INIT] = v0.tolist()
         node.metadata[ONSET] = True

@@ -286,6 +286,9 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
         vi = np.asarray(cv.meta(node, cv.V_INIT, 0.0), dtype=np.float64) * lam
         node.metadata = dict(node.metadata or {})
         node.metadata[cv.V_INIT] = (np.round(vi * 64) / 64).tolist() if vi.ndim else float(np.round(vi * 64) / 64)
+        if cv.V_MIN in node.metadata:  # the floor in a_in units, on the 1/64 grid of the integer potential
+            vm = np.maximum(np.round(np.asarray(cv.meta(node, cv.V_MIN), dtype=np.float64) * lam * 64), -cv.V_MAX) / 64
+            node.metadata[cv.V_MIN] = vm.tolist() if vm.ndim else float(vm)
         if decays is not None:
             node.metadata[cv.DU], node.metadata[cv.DV] = decays
         node.metadata.setdefault(cv.DU, 4095)

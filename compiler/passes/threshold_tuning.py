@@ -50,7 +50,7 @@ def tuning_factor(acts: np.ndarray, theta: float, steps: int, v_frac: float = 0.
 
 
 def tune_thresholds(graph: Graph, acts: dict[str, np.ndarray], steps: int, grid: tuple = GRID) -> Graph:
-    """Scale each IF layer's threshold (and its output Scale and v_init) by its calibrated tuning factor."""
+    """Scale each IF layer's threshold (and its output Scale, v_init and v_min) by its calibrated tuning factor."""
     if steps < 1:
         raise ValueError("tune_thresholds: steps must be >= 1")
     g = copy_graph(graph)
@@ -68,6 +68,9 @@ def tune_thresholds(graph: Graph, acts: dict[str, np.ndarray], steps: int, grid:
         node.v_threshold = th * k
         node.metadata = dict(node.metadata or {})
         node.metadata[cv.V_INIT] = (v0 * k).tolist() if v0.ndim else float(v0 * k)
+        if cv.V_MIN in node.metadata:  # the floor is in threshold units too
+            vm = np.asarray(cv.meta(node, cv.V_MIN), dtype=np.float64) * k
+            node.metadata[cv.V_MIN] = vm.tolist() if vm.ndim else float(vm)
         node.metadata[FACTOR] = k
         for s in successors(g, name):
             sn = g.nodes[s]

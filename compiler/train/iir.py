@@ -111,6 +111,9 @@ class SpikingGraph(nn.Module):
             else:
                 th = np.asarray(node.v_threshold, dtype=np.float64)
                 self.thresholds[key] = nn.Parameter(torch.as_tensor(th.copy()))
+                vm = cv.v_min(node, shape)
+                if vm is not None:  # the potential floor is a constant (absolute units), as in the simulator
+                    self._consts["vmin:" + key] = torch.as_tensor(vm)
             self.v_inits[key] = nn.Parameter(torch.as_tensor(cv.v_init(node, shape)), requires_grad=train_v_init)
 
     def _chain(self, i: int, y: torch.Tensor) -> torch.Tensor:
@@ -170,6 +173,8 @@ class SpikingGraph(nn.Module):
                     v[n], spikes[n] = vv, None
                     continue
                 th = self.thresholds[key]
+                if "vmin:" + key in self._consts:
+                    vv = torch.maximum(vv, self._consts["vmin:" + key].to(dt))
                 s = _TriangleSpike.apply((vv - th) / th)
                 v[n] = vv - s * th if self.resets[n] == "subtract" else vv * (1.0 - s)
                 spikes[n] = s

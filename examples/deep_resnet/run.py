@@ -21,12 +21,12 @@ def train_resnet(n: int, width: int, epochs: int, device: str = "cpu") -> torch.
     from snnc.compiler.zoo_resnet import DigitsResNet
 
     xtr, ytr = digits("train")
+    torch.manual_seed(0)  # the initial weights too: the same model every run
     if device == "cpu":
         # torch 2.13 CPU: oneDNN conv backward on these 4-channel maps corrupts the heap (glibc abort in Adam)
         torch.backends.mkldnn.enabled = False
         return train(DigitsResNet(n=n, width=width), xtr, ytr, epochs=epochs, batch=256)
     m = DigitsResNet(n=n, width=width).to(device)  # same recipe on the GPU
-    torch.manual_seed(0)
     xt, yt = torch.as_tensor(xtr, device=device), torch.as_tensor(ytr, device=device)
     opt = torch.optim.Adam(m.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
