@@ -20,19 +20,21 @@ def _table(title: str, rows: list[dict], ann: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    labels = list(dict.fromkeys((r["method"], r["init"], r.get("tune", False)) for r in rows))
+    from snnc.compiler.commands.sweep import SweepRow
+
+    label = {id(r): SweepRow(**r).label for r in rows}
+    labels = list(dict.fromkeys(label.values()))
     steps = sorted({r["steps"] for r in rows})
     t = Table(title=f"{title} (ANN {100 * ann:.2f}%; cells: float / integer SNN accuracy %)")
     t.add_column("variant")
     for s in steps:
         t.add_column(f"T={s}")
-    for m, i, tune in labels:
+    for lab in labels:
         cells = []
         for s in steps:
-            r = next((r for r in rows if (r["method"], r["init"], r.get("tune", False), r["steps"]) == (m, i, tune, s)),
-                     None)
+            r = next((r for r in rows if label[id(r)] == lab and r["steps"] == s), None)
             cells.append("-" if r is None else f"{100 * r['float_accuracy']:.2f} / {100 * r['int_accuracy']:.2f}")
-        t.add_row(f"{m} {i}-init" + (" +tune+restructure" if tune else ""), *cells)
+        t.add_row(lab, *cells)
     Console(width=200).print(t)
 
 
@@ -43,6 +45,8 @@ def main() -> None:
     ap.add_argument("--deep-json")
     args = ap.parse_args()
     from examples.digits.qcfs import main as digits_main
+
+    from snnc.compiler.commands.sweep import SweepRow
 
     d = digits_main(["--out", args.out])
     rq = [r for r in d["rows"] if r["method"] == "qcfs"]
@@ -65,7 +69,8 @@ def main() -> None:
     if deep:
         _table(f"ResNet ({deep['layers']} conv/linear layers)", deep["rows"], deep["ann_accuracy"])
         for r in deep["rows"]:
-            summary[f"resnet_{'tuned' if r['tune'] else 'plain'}_T{r['steps']}_int"] = round(100 * r["int_accuracy"], 2)
+            lab = SweepRow(**r).label.replace("percentile+half", "resnet").replace("+", "_")
+            summary[f"{lab}_T{r['steps']}_int"] = round(100 * r["int_accuracy"], 2)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
 
 

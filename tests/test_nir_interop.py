@@ -253,49 +253,53 @@ def test_sinabs_iaf_cnn_spikes_equal():
 @pytest.mark.skipif(not HAS_SINABS, reason="sinabs not installed")
 def test_snnc_graph_opens_in_sinabs():
     """A converted snnc float graph -> to_framework(..., "sinabs") -> sinabs.from_nir: same spikes, same readout
-    potential once sinabs' layers run NIR's IF (from_nir reads nir.IF as a MultiSpike IAF floored at
-    -threshold: the mismatches of that reading are measured and printed)."""
+    potential once sinabs' layers are single-spike. from_nir reads nir.IF as a MultiSpike IAF floored at
+    -threshold: that floor is snnc's default potential floor (v_min = -theta); a graph converted without a floor
+    matches sinabs with min_v_mem=None. The readout (an IF with threshold 1e30 for sinabs) needs min_v_mem=None. The mismatches of the MultiSpike reading are measured and printed."""
+    from sinabs.activation import MultiSpike, SingleSpike
     from sinabs.nir import from_nir
 
+    from snnc.backends.cpu.plan import build_plan
     from snnc.compiler.frontend.nir_export import to_framework
     from snnc.compiler.pipeline import compile_model
+    import sinabs.layers as sl
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, bias=False), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(144, 10, bias=False), torch.nn.ReLU(),
                                 torch.nn.Linear(10, 3, bias=False))
     x = np.random.default_rng(0).random((8, 1, 8, 8))
-    c = compile_model(model, x, v_init=0.0, bias_onset=False)  # sinabs' IAF starts at rest, bias from step 0
-    sg = to_framework(c.float_graph, "sinabs")
-    net = from_nir(sg, batch_size=8)
     xt = torch.as_tensor(x, dtype=torch.float32)
-    import sinabs.layers as sl
-
-    mods = {n: m for n, m in net.named_modules() if isinstance(m, sl.IAFSqueeze)}
-    assert set(mods) == {n for n, v in sg.nodes.items() if isinstance(v, nir.IF)}
-    from snnc.backends.cpu.plan import build_plan
-
-    ro = sg.metadata["snnc.readout_node"]
-    res = simulate(c.float_graph, x, T)
     out = {}
-    from sinabs.activation import SingleSpike
-
-    for floor in ("as imported (MultiSpike, min_v_mem = -threshold)", "SingleSpike, no floor (NIR's IF)"):
-        if floor.startswith("SingleSpike"):
-            for m in mods.values():
-                m.min_v_mem, m.spike_fn = None, SingleSpike
+    for snnc_floor, spike_fn, keep_floor in ((1.0, MultiSpike, True), (1.0, SingleSpike, True),
+                                             (None, SingleSpike, False)):
+        # sinabs' IAF starts at rest and adds the bias from step 0
+        c = compile_model(model, x, v_init=0.0, bias_onset=False, v_floor=snnc_floor)
+        sg = to_framework(c.float_graph, "sinabs")
+        net = from_nir(sg, batch_size=8)
+        mods = {n: m for n, m in net.named_modules() if isinstance(m, sl.IAFSqueeze)}
+        assert set(mods) == {n for n, v in sg.nodes.items() if isinstance(v, nir.IF)}
+        ro = sg.metadata["snnc.readout_node"]
+        for n, m in mods.items():
+            m.spike_fn = spike_fn
+            if not keep_floor or n == ro:  # the readout integrates: no floor (from_nir's floor binds on it)
+                m.min_v_mem = None
+        res = simulate(c.float_graph, x, T)
         ref = _sinabs_rasters(net, xt, T)
         spiking = {k: v for k, v in ref.items() if k != ro}
         mism = _compare(spiking, c.float_graph, x, T)
         v_sinabs = mods[ro].v_mem.detach().reshape(8, -1).numpy().astype(np.float64)
         # snnc's readout after T + depth steps has integrated the same spikes as sinabs' after T steps
         diff = float(np.abs(res.potentials - v_sinabs).max())
-        out[floor] = (mism, diff)
-        print("MEASURE snnc -> sinabs", floor, "spike mismatches", mism, "of",
+        key = (snnc_floor, spike_fn.__name__, keep_floor)
+        out[key] = (mism, diff)
+        print("MEASURE snnc -> sinabs: snnc floor", snnc_floor, "sinabs", spike_fn.__name__,
+              "min_v_mem=-threshold" if keep_floor else "min_v_mem=None", "spike mismatches", mism, "of",
               sum(v.size for v in spiking.values()), "readout max abs diff", diff)
-    mism, diff = out["SingleSpike, no floor (NIR's IF)"]
-    assert all(v == 0 for v in mism.values())
-    assert diff < 1e-4  # sinabs runs float32
+    for key in ((1.0, "SingleSpike", True), (None, "SingleSpike", False)):
+        mism, diff = out[key]
+        assert all(v == 0 for v in mism.values()), key
+        assert diff < 1e-4, key  # sinabs runs float32
     assert build_plan(c.float_graph).depth == 3
 
 

@@ -33,18 +33,19 @@ class SweepRow:
     int_accuracy: float | None
     tune: bool = False
     restructure: bool = False
-    floor: float | None = None  # potential floor as a fraction of the threshold (None: no floor)
+    floor: float | None = 1.0  # potential floor as a fraction of the threshold (None: no floor)
 
     @property
     def label(self) -> str:
         return self.method + ("+half" if self.init == "half" else "") + ("+tune" if self.tune else "") + \
-            ("+restructure" if self.restructure else "") + ("" if self.floor is None else f"+floor{self.floor:g}")
+            ("+restructure" if self.restructure else "") + (
+            "+nofloor" if self.floor is None else "" if self.floor == 1.0 else f"+floor{self.floor:g}")
 
 
 def compile_variant(model: torch.nn.Module, calib: np.ndarray, method: str, v_init: float = 0.0,
                     tune_steps: int | None = None, restructure: bool = False, percentile: float = 99.99,
                     weight_bits: int = 8, calib_steps: int = 64, acts: dict | None = None,
-                    v_floor: float | None = None):
+                    v_floor: float | None = 1.0):
     """compile_model with the conversion-quality passes: threshold tuning for ``tune_steps``, delay balancing."""
     from snnc.compiler.frontend.convert import ConvertOptions
     from snnc.compiler.frontend.residual import balance_residual_delays
@@ -71,7 +72,7 @@ def compile_variant(model: torch.nn.Module, calib: np.ndarray, method: str, v_in
 def sweep(model: torch.nn.Module, xcal: np.ndarray, x: np.ndarray, y: np.ndarray, steps: list[int],
           methods: list[str], inits: list[str], tune: bool = False, restructure: bool = False,
           integer: bool = True, percentile: float = 99.99, calib_steps: int | None = None,
-          log=None, floors: Sequence[float | None] = (None,)) -> list[SweepRow]:
+          log=None, floors: Sequence[float | None] = (1.0,)) -> list[SweepRow]:
     """Accuracy rows for every (method, init, floor, T); compiles once per variant (once per T with ``tune``)."""
     from snnc.backends.cpu.simulator import simulate
     from snnc.compiler.passes.threshold_tuning import layer_activations
@@ -145,8 +146,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", default="1,2,4,8,16,32,64", help="comma-separated T values")
     p.add_argument("--method", default="percentile", help="max | percentile | qcfs, or a comma list")
     p.add_argument("--init", default="zero", help="zero | half (v0 = theta/2), or a comma list")
-    p.add_argument("--floor", default="none", help="potential floor v >= -F*theta: 'none' or F, or a comma list "
-                   "(e.g. none,1)")
+    p.add_argument("--floor", default="1", help="potential floor v >= -F*theta: F (default 1, as Sinabs' IAF) or "
+                   "'none', or a comma list (e.g. none,1)")
     p.add_argument("--tune", action="store_true", help="per-layer threshold tuning for each T (TTRBR-style)")
     p.add_argument("--restructure", action="store_true", help="balance residual shortcut delays with IF relays")
     p.add_argument("--percentile", type=float, default=99.99)

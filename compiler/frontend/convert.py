@@ -34,15 +34,16 @@ class ConvertOptions:
     percentile: used by "percentile" (99.99 = the 99.99th percentile)
     v_init: initial potential as a fraction of the threshold (default 0.5 = Bu et al. 2022; 0 = Lava's default)
     reset: "subtract" (default for converted nets) or "zero"
-    v_floor: potential floor as a fraction of the threshold below zero (1.0: v >= -theta, Sinabs' IAF default);
-        None: no floor (v falls without bound; the integer form saturates at -(2**23 - 1))
+    v_floor: potential floor as a fraction of the threshold below zero (default 1.0: v >= -theta, as Sinabs' IAF);
+        None: no floor (v falls without bound; the integer form saturates at -(2**23 - 1)). Only with reset
+        "subtract" (snnc's SubtractLIF has the floor; Lava's stock LIF, used for reset "zero", has none)
     """
 
     method: str = "percentile"
     percentile: float = 99.99
     v_init: float = 0.5
     reset: str = "subtract"
-    v_floor: float | None = None
+    v_floor: float | None = 1.0
     calib_batch: int = 512
     extra: dict = field(default_factory=dict)
 
@@ -113,7 +114,7 @@ def emit_if(low: Lowering, name: str, src: str, theta: float, method: str) -> st
     node = nir.IF(r=np.ones(shape), v_threshold=np.full(shape, theta))
     node.metadata = {cv.RESET: low.opts.reset, cv.V_INIT: float(low.opts.v_init * theta),
                      cv.THRESHOLD_METHOD: method, cv.SOURCE: name}
-    if low.opts.v_floor is not None:
+    if low.opts.v_floor is not None and low.opts.reset == "subtract":
         if not low.opts.v_floor >= 0:
             raise DataError(f"conversion option v_floor must be >= 0 (a fraction of the threshold), got "
                             f"{low.opts.v_floor!r}")

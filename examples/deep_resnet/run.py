@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these tiny convs)")
     ap.add_argument("--cuda", action="store_true", help="train on CUDA when available")
     ap.add_argument("--model", help="reuse a trained model.pt instead of training")
+    ap.add_argument("--limit", type=int, default=None, help="evaluate on the first N test samples only")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from snnc.compiler.commands.sweep import plot, sweep
@@ -76,20 +77,24 @@ def main(argv: list[str] | None = None) -> dict:
         torch.save(model, out / "deep_resnet.pt")
     t_train = time.perf_counter() - t0
     layers = sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in model.modules())
-    ann = accuracy(model, xte, yte)
+    ann = accuracy(model, xte[:args.limit or len(yte)], yte[:args.limit or len(yte)])
     print(f"ResNet: {layers} conv/linear layers, ANN test accuracy {100 * ann:.2f}% (trained in {t_train:.0f} s)",
           flush=True)
     g = convert(model, xtr[:256], method=args.method, v_init=0.5)
     print(f"fan-in layers with unequal delays before restructuring: {len(delay_imbalance(g))}", flush=True)
     steps = [int(s) for s in args.steps.split(",")]
+    lim = args.limit or len(yte)
     rows = []
-    for tune, restructure in ((False, False), (True, False), (True, True)):  # plain, tuned, tuned + relays
-        rows += sweep(model, xtr, xte, yte, steps, [args.method], ["half"], tune=tune, restructure=restructure,
-                      calib_steps=32, log=lambda r: print(
+    # no floor (the unbounded potential of the literature's IF), then with the default floor -theta: plain, tuned,
+    # tuned + relays
+    for tune, restructure, floor in ((False, False, None), (False, False, 1.0), (True, False, 1.0), (True, True, 1.0)):
+        rows += sweep(model, xtr, xte[:lim], yte[:lim], steps, [args.method], ["half"], tune=tune,
+                      restructure=restructure, floors=[floor], calib_steps=32, log=lambda r: print(
                           f"{r.label:32s} T={r.steps:4d} float {100 * r.float_accuracy:6.2f}%  integer "
                           f"{100 * r.int_accuracy:6.2f}%", flush=True))
     plot(rows, ann, str(out / "deep_resnet_accuracy.png"), f"ResNet-{layers - 2}: SNN accuracy vs T")
-    res = {"layers": layers, "ann_accuracy": ann, "train_seconds": t_train, "rows": [asdict(r) for r in rows]}
+    res = {"layers": layers, "ann_accuracy": ann, "train_seconds": t_train, "test_samples": lim,
+           "rows": [asdict(r) for r in rows]}
     (out / "deep_resnet_sweep.json").write_text(json.dumps(res, indent=1))
     return res
 
