@@ -313,13 +313,16 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
                         vn.add_(buf[i], alpha=64)
             if L.bias6 is not None and not (t > 0 and n in drive):
                 vn.add_(L.bias6)
-            if counter.out_of_range((n, "v_saturate"), vn, -V_LIM, V_LIM) is not False:
-                vn.clamp_(-V_LIM, V_LIM)
-            if L.vmin6 is not None and counter.last_min < L.vmin_max:  # floor: v = max(v, v_min << 6)
-                if isinstance(L.vmin6, float):
-                    vn.clamp_(min=L.vmin6)
+            over = counter.out_of_range((n, "v_saturate"), vn, -V_LIM, V_LIM) is not False
+            if L.vmin6 is not None and counter.last_min < L.vmin_max:  # floor: v = max(clip(v), v_min << 6)
+                if isinstance(L.vmin6, float):  # one pass: the floor (>= -V_LIM) subsumes the lower clip
+                    vn.clamp_(L.vmin6, V_LIM)
                 else:
                     torch.maximum(vn, L.vmin6, out=vn)
+                    if over:
+                        vn.clamp_(max=V_LIM)
+            elif over:
+                vn.clamp_(-V_LIM, V_LIM)
             if L.readout:
                 if t == plan.depth - 1 and n == ro:
                     v_before = vn.clone()
