@@ -43,22 +43,28 @@ def main() -> None:
     ap.add_argument("--out", default="out")
     ap.add_argument("--deep", action="store_true")
     ap.add_argument("--deep-json")
+    ap.add_argument("--seeds", default="1", help="comma list of training seeds for the digits QCFS run")
     args = ap.parse_args()
     from examples.digits.qcfs import main as digits_main
 
     from snnc.compiler.commands.sweep import SweepRow
 
-    d = digits_main(["--out", args.out])
-    rq = [r for r in d["rows"] if r["method"] == "qcfs"]
-    _table(f"digits CNN, QCFS L={d['levels']}", rq, d["ann_accuracy"]["qcfs"])
-    _table("digits CNN, ReLU", [r for r in d["rows"] if r["method"] != "qcfs"], d["ann_accuracy"]["relu"])
     summary = {}
-    aq = d["ann_accuracy"]["qcfs"]
-    for t in (4, 32):
-        r = next((r for r in rq if r["init"] == "half" and r["steps"] == t), None)
-        if r:
-            summary[f"qcfs_T{t}_int_gap_points"] = round(100 * (aq - r["int_accuracy"]), 2)
-            summary[f"qcfs_T{t}_float_gap_points"] = round(100 * (aq - r["float_accuracy"]), 2)
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        d = digits_main(["--out", args.out, "--seed", str(seed)])
+        rq = [r for r in d["rows"] if r["method"] == "qcfs"]
+        _table(f"digits CNN, QCFS L={d['levels']}, seed {seed}", rq, d["ann_accuracy"]["qcfs"])
+        _table(f"digits CNN, ReLU, seed {seed}", [r for r in d["rows"] if r["method"] != "qcfs"],
+               d["ann_accuracy"]["relu"])
+        aq = d["ann_accuracy"]["qcfs"]
+        for t in (4, 32):
+            for floor, tag in ((1.0, ""), (None, "_nofloor")):
+                r = next((r for r in rq if r["init"] == "half" and r["steps"] == t and r.get("floor", 1.0) == floor),
+                         None)
+                if r:
+                    summary[f"seed{seed}_qcfs{tag}_T{t}_int_gap_points"] = round(100 * (aq - r["int_accuracy"]), 2)
+                    summary[f"seed{seed}_qcfs{tag}_T{t}_float_gap_points"] = round(100 * (aq - r["float_accuracy"]),
+                                                                                  2)
     deep = None
     if args.deep:
         from examples.deep_resnet.run import main as deep_main

@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> dict:
     xte, yte = digits("test")
     steps = [int(s) for s in args.steps.split(",")]
     t0 = time.perf_counter()
+    torch.manual_seed(args.seed)  # the initial weights too: the same models every run
     relu = train(DigitsCNN(), xtr, ytr, epochs=args.epochs, seed=args.seed)
+    torch.manual_seed(args.seed)
     qcfs = train(DigitsCNN(act=functools.partial(ClipFloor, args.levels, 2.0)), xtr, ytr, epochs=args.epochs,
                  seed=args.seed)
     print(f"trained ReLU and QCFS (L={args.levels}) CNNs in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{r.label:16s} T={r.steps:3d} float {100 * r.float_accuracy:6.2f}%  integer "
               f"{100 * r.int_accuracy:6.2f}%", flush=True)
 
-    rows = sweep(qcfs, xtr, xte, yte, steps, ["qcfs"], ["zero", "half"], calib_steps=max(steps), log=log)
+    # QCFS with and without the potential floor (-theta, the default); ReLU nets with the default floor
+    rows = sweep(qcfs, xtr, xte, yte, steps, ["qcfs"], ["zero", "half"], calib_steps=max(steps), log=log,
+                 floors=[None, 1.0])
     rows += sweep(relu, xtr, xte, yte, steps, ["max", "percentile"], ["zero", "half"], calib_steps=max(steps),
                   log=log)
     plot(rows, ann["qcfs"], str(out / "digits_conversion.png"), "digits CNN: SNN accuracy vs T (integer)")
