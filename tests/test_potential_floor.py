@@ -153,3 +153,35 @@ def test_floor_with_reset_to_zero_is_a_backend_error() -> None:
 
     with pytest.raises(BackendError, match=r"'h1'.*snnc.v_min"):
         emit(_floored(mlp_graph(1, "zero"), {"h1": -100.0}))
+
+
+def test_bias_onset_lowers_the_floor_instead_of_cutting_the_precharge() -> None:
+    """Positive biases on a deep layer: the onset pre-charge starts far below -theta. The pass lowers those
+    neurons' floor under the trajectory, so a net whose neurons are never driven negative runs exactly as
+    without a floor (float and integer)."""
+    import torch
+
+    from snnc.compiler.passes.bias_onset import compensate_bias_onset
+    from snnc.compiler.pipeline import compile_model
+    from snnc.ir import graphs_equal
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 6), torch.nn.ReLU(),
+                            torch.nn.Linear(6, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    with torch.no_grad():
+        for lin in (m[0], m[2], m[4]):
+            lin.weight.abs_()
+        m[4].bias.fill_(5.0)  # large positive bias at depth 3
+    x = np.random.default_rng(0).random((16, 4)).astype(np.float32)
+    a = compile_model(m, x, v_floor=None)
+    b = compile_model(m, x, v_floor=1.0)
+    node = next(nd for n, nd in b.float_graph.nodes.items() if cv.meta(nd, "snnc.source") == "_5")
+    theta = float(np.max(node.v_threshold))
+    assert float(np.min(cv.meta(node, cv.V_MIN))) < -theta  # lowered below -theta for the pre-charge
+    for ga, gb in ((a.float_graph, b.float_graph), (a.int_graph, b.int_graph)):
+        np.testing.assert_array_equal(simulate(ga, x, 6).logits, simulate(gb, x, 6).logits)
+    # with the floor left at -theta it would cut the pre-charge, and the output would change
+    cut = copy.deepcopy(b.float_graph)
+    next(nd for nd in cut.nodes.values() if cv.meta(nd, "snnc.source") == "_5").metadata[cv.V_MIN] = -theta
+    assert not np.array_equal(simulate(cut, x, 6).logits, simulate(b.float_graph, x, 6).logits)
+    assert graphs_equal(compensate_bias_onset(b.float_graph), b.float_graph)  # marked: a second run is a no-op

@@ -4,7 +4,9 @@ Lava adds a neuron's bias from step 0, but a layer at depth d (d connections fro
 at step d, so by then it has gathered d steps of bias that the ANN never had; at small T that dominates. Starting
 at v_init - d * B (B: summed bias of the incoming synapses, per neuron, per step) makes v equal v_init exactly at
 step d. For B < 0 the pre-charge is capped at the threshold, so no neuron fires before its input arrives (v only
-falls until then). Works on float graphs (threshold units) and integer graphs (a_in units, exact integers).
+falls until then). A potential floor (``snnc.v_min``) below which the pre-charged trajectory would start (lowest
+point v_init - (d - 1) * B, after the first step's bias) is lowered to that point for those neurons, so the floor
+never cuts the pre-charge and the onset stays exact. Works on float graphs (threshold units) and integer graphs (a_in units, exact integers).
 Leaky neurons (dv > 0) are left alone: their decay makes the compensation inexact."""
 from __future__ import annotations
 
@@ -43,8 +45,9 @@ def compensate_bias_onset(graph: Graph) -> Graph:
             th = np.broadcast_to(np.asarray(node.v_threshold, dtype=np.float64), shape)
             v0 = np.minimum(v0, th)
             vm = cv.v_min(node, shape)
-            if vm is not None:  # a floor would clip the pre-charge: start there (onset then only approximate)
-                v0 = np.maximum(v0, vm)
+            if vm is not None and np.any(v0 + bias < vm):  # lower the floor under the pre-charged trajectory
+                node.metadata = dict(node.metadata or {})
+                node.metadata[cv.V_MIN] = np.minimum(vm, v0 + bias).tolist()
         node.metadata = dict(node.metadata or {})
         node.metadata[cv.V_INIT] = v0.tolist()
         node.metadata[ONSET] = True
