@@ -46,8 +46,11 @@ def compensate_bias_onset(graph: Graph) -> Graph:
             v0 = np.minimum(v0, th)
             vm = cv.v_min(node, shape)
             if vm is not None and np.any(v0 + bias < vm):  # lower the floor under the pre-charged trajectory
+                low = np.minimum(vm, v0 + bias)
+                if integer:  # within the 24-bit potential (below it Lava saturates v anyway)
+                    low = np.maximum(low, -(cv.V_MAX // 64))
                 node.metadata = dict(node.metadata or {})
-                node.metadata[cv.V_MIN] = np.minimum(vm, v0 + bias).tolist()
+                node.metadata[cv.V_MIN] = low.tolist()
         node.metadata = dict(node.metadata or {})
         node.metadata[cv.V_INIT] = v0.tolist()
         node.metadata[ONSET] = True
