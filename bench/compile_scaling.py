@@ -3,9 +3,10 @@
 Depths 10, 20, 56, 110 (weighted layers = 2 + 2 x blocks, three stages of width w, 2w, 4w; 20/56/110 are
 compiler/zoo_resnet.DigitsResNet n = 3/9/18, 10 is blocks (2, 1, 1)) on 8x8 digits inputs, untrained (compile
 time does not depend on training). Each depth is compiled in a fresh subprocess (peak RSS = ru_maxrss).
-Quantize runs a float simulation of the network on calibration data for T + depth steps, so its cost grows as
-depth x (T + depth): the bench times the default calibration (256 samples, 64 steps) and a reduced one
-(--calib-samples, --calib-steps). Prints a table, then one line of key=value pairs.
+Quantize runs a float simulation of the network on calibration data for T + depth steps (the observed potential
+ranges, backends/cpu/simulator.calibration_ranges), so its cost grows as depth x (T + depth): the bench times the
+default calibration (256 samples, 64 steps) and a reduced one (--calib-samples, --calib-steps). Prints a table,
+then one line of key=value pairs.
 
     python bench/compile_scaling.py [--depths 10,20,56,110] [--calib-samples 32] [--calib-steps 8] [--threads N]
 """

@@ -156,9 +156,9 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
     s_x = xmax / in_levels
     observed = None
     if calib is not None:
-        from snnc.backends.cpu.simulator import simulate
+        from snnc.backends.cpu.simulator import calibration_ranges
 
-        observed = simulate(graph, calib[:calib_samples], steps=calib_steps, track_ranges=True).ranges
+        observed = calibration_ranges(graph, calib[:calib_samples], steps=calib_steps, plan=plan)
     layers = []
     for n in plan.neurons:
         node = g.nodes[n]
