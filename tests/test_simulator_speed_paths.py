@@ -94,6 +94,16 @@ def test_fast_engine_bit_exact_on_random_graphs(seed, kind):
         assert any(L.u_wrap_possible and L.dtype == torch.float64 for L in layers.values())
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_fast_engine_batches_do_not_share_state(batch_size):
+    """Single-sample and ragged batches: every batch starts from the layers' initial potentials (a batch of one
+    must not update the plan's v0 in place)."""
+    g, x = _random_int_graph(0)
+    g = _variant(g, "plain", np.random.default_rng(0))
+    _assert_same(simulate(g, x, 7, batch_size=batch_size, rasters=True, engine="fast"),
+                 simulate(g, x, 7, batch_size=batch_size, rasters=True, engine="reference"))
+
+
 def test_float32_bound_is_checked_per_connection():
     """A connection whose accumulator may reach 2**23 must not run in float32 (the proof would not hold)."""
     g0, x = _random_int_graph(5)

@@ -259,7 +259,8 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
     B = xb.shape[0]
     dev = xb.device
     ro = plan.readout
-    v = {n: _fmt(L.v0.expand((B,) + tuple(plan.shapes[n]))) for n, L in lp.items()}
+    # clone first: for B = 1 the expanded view is already in layout and _fmt would return v0 itself
+    v = {n: _fmt(L.v0.expand((B,) + tuple(plan.shapes[n])).clone()) for n, L in lp.items()}
     u = {n: torch.zeros_like(v[n]) for n, L in lp.items() if L.u_wrap_possible}
     spk = {n: _fmt(torch.zeros((B,) + tuple(plan.shapes[n]), dtype=torch.float32, device=dev))
            for n, L in lp.items() if not L.readout}
