@@ -117,3 +117,10 @@ def v_min(node: Any, shape: tuple) -> np.ndarray | None:
     if v is None:
         return None
     return np.broadcast_to(np.asarray(v, dtype=np.float64), shape).copy()
+
+
+def v_min_fixed(node: Any, shape: tuple) -> np.ndarray | None:
+    """Integer graphs: the floor in Lava's v units, int64 round(v_min * 64) clipped to -(2**23 - 1) (24-bit);
+    None: no floor."""
+    v = v_min(node, shape)
+    return None if v is None else np.maximum(np.round(v * 64), -V_MAX).astype(np.int64)

@@ -96,8 +96,7 @@ def _chain(x: torch.Tensor, ops: list) -> torch.Tensor:
         elif op[0] == "conv":
             p = op[2]
             x = F.conv2d(x.contiguous(memory_format=_CL), op[1], None, stride=p["stride"], padding=p["padding"],
-                         dilation=p["dilation"],
-                         groups=p["groups"])
+                         dilation=p["dilation"], groups=p["groups"])
         elif op[0] == "pool":
             p = op[1]
             x = F.avg_pool2d(x, p["kernel_size"], p["stride"], p["padding"], count_include_pad=True,
@@ -146,8 +145,8 @@ def plan_connections(syns: list, plan, in_max: float, dev: torch.device, in_nonn
             raise OverflowError(f"connection {c.src!r} -> {c.dst!r}: accumulator bound {bound:.3g} >= 2**53")
         ops = [(o[0], _fmt(o[1].to(device=dev, dtype=dtype)), o[2]) if o[0] == "conv" else
                ("dense", o[1].to(device=dev, dtype=dtype), wexp) if o[0] == "dense" else o for o in ops]
-        if (_CL == torch.channels_last and c.src != plan.input and len(src_shape) == 3 and len(ops) == 2
-                and ops[0][0] == "reshape" and ops[1][0] == "dense"):
+        if c.src != plan.input and len(src_shape) == 3 and len(ops) == 2 and ops[0][0] == "reshape" \
+                and ops[1][0] == "dense":
             # a channels-last state flattens for free in (H, W, C) order: permute the weight columns to match
             w = ops[1][1]
             w = w.reshape((w.shape[0],) + tuple(src_shape)).permute(0, 2, 3, 1).reshape(w.shape[0], -1)
@@ -172,30 +171,32 @@ def plan_layers(layers: dict, plan, conns: list[ConnPlan], dev: torch.device) ->
         f32 = not general and (bmax + (0.0 if u_check else 64 * (A - a_first))) < U_MAX \
             and float(L.v0.abs().max()) <= V_LIM
         dt = torch.float32 if f32 else torch.float64
-        vth6 = None if L.vth6 is None else L.vth6.to(device=dev, dtype=dt)
-        if vth6 is not None and bool((vth6 == vth6.flatten()[0]).all()):
-            vth6 = float(vth6.flatten()[0])  # one threshold for the layer: a Python scalar
-        elif vth6 is not None:
-            vth6 = _fmt(vth6)
-        vmin6 = getattr(L, "vmin6", None)
-        vmin_max = -math.inf if vmin6 is None else float(vmin6.max())
-        if vmin6 is not None:  # integers within 24 bits: exact in float32
-            vmin6 = float(vmin6.flatten()[0]) if bool((vmin6 == vmin6.flatten()[0]).all()) else \
-                _fmt(vmin6.to(device=dev, dtype=dt))
+        vmin6 = getattr(L, "vmin6", None)  # integers within 24 bits: exact in float32
         out[n] = LayerPlan(n, dt, L.vth6 is None, L.reset == "zero", L.du, L.dv, A,
-                           None if bmax == 0 else _fmt(bias6.to(device=dev, dtype=dt)), vth6,
-                           _fmt(L.v0.to(device=dev, dtype=dt)), list(inc),
+                           None if bmax == 0 else _fmt(bias6.to(device=dev, dtype=dt)),
+                           _per_layer(L.vth6, dev, dt), _fmt(L.v0.to(device=dev, dtype=dt)), list(inc),
                            u_wrap_possible=general, u_check=u_check and not general,
-                           vth_min=-math.inf if vth6 is None else float(L.vth6.min()), vmin6=vmin6,
-                           vmin_max=vmin_max)
+                           vth_min=-math.inf if L.vth6 is None else float(L.vth6.min()),
+                           vmin6=_per_layer(vmin6, dev, dt),
+                           vmin_max=-math.inf if vmin6 is None else float(vmin6.max()))
     return out
+
+
+def _per_layer(t: torch.Tensor | None, dev: torch.device, dt: torch.dtype) -> torch.Tensor | float | None:
+    """A per-neuron constant (threshold, floor) as a Python scalar when one value holds for the whole layer,
+    else a ``dt`` tensor in the state layout; None stays None."""
+    if t is None:
+        return None
+    if bool((t == t.flatten()[0]).all()):
+        return float(t.flatten()[0])
+    return _fmt(t.to(device=dev, dtype=dt))
 
 
 def _fmt(t: torch.Tensor) -> torch.Tensor:
     """Layout of 4-d states, spikes and conv weights: channels-last (oneDNN's direct conv on NCHW input at
     batch >= 128 measured 2.5x slower); per-neuron (C, H, W) tensors become (1, C, H, W) channels-last so that
     the elementwise updates stream all operands in the same order."""
-    if t.dim() == 3 and _CL == torch.channels_last:
+    if t.dim() == 3:
         t = t.unsqueeze(0)
     return t.contiguous(memory_format=_CL) if t.dim() == 4 else t.contiguous()
 

@@ -144,7 +144,6 @@ class _Layer:
                 self.readout = True
         r = np.broadcast_to(r, shape)
         v0 = cv.v_init(node, shape)
-        vmin = None if self.readout else cv.v_min(node, shape)
         if integer:
             if not np.all(r == 1):
                 raise QuantizationError(f"node {name!r}: field 'r' must be 1 in an integer graph")
@@ -161,14 +160,15 @@ class _Layer:
             self.bias6 = torch.as_tensor(np.round(bias).astype(np.int64) << cv.ACT_SHIFT, device=dev)
             self.v0 = torch.as_tensor(np.round(v0 * 64).astype(np.int64), device=dev)
             # potential floor (snnc.v_min), int64 in v units (x 64), within the 24-bit range; None: no floor
-            self.vmin6 = None if vmin is None else torch.as_tensor(
-                np.maximum(np.round(vmin * 64), -cv.V_MAX).astype(np.int64), device=dev)
+            vmin6 = None if self.readout else cv.v_min_fixed(node, shape)
+            self.vmin6 = None if vmin6 is None else torch.as_tensor(vmin6, device=dev)
         else:
             self.r = torch.as_tensor(np.array(r), dtype=torch.float64, device=dev)
             self.vth = None if self.readout else torch.as_tensor(np.array(vth), dtype=torch.float64,
                                                                  device=dev)
             self.bias = torch.as_tensor(bias, dtype=torch.float64, device=dev)
             self.v0 = torch.as_tensor(v0, dtype=torch.float64, device=dev)
+            vmin = None if self.readout else cv.v_min(node, shape)
             self.vmin = None if vmin is None else torch.as_tensor(vmin, dtype=torch.float64, device=dev)
 
 
@@ -641,6 +641,7 @@ def calibration_ranges(graph: Graph, x: np.ndarray, steps: int, batch_size: int 
     last_use = {n: max((pos[c.dst] for c in plan.connections if c.src == n), default=-1) for n in plan.neurons}
     rng_a = {n: 0.0 for n in plan.neurons}
     rng_v = {n: 0.0 for n in plan.neurons}
+    widest = max(math.prod(plan.shapes[n]) for n in plan.neurons)
     for sl in _as_batches(x.shape[0], batch_size):
         B = sl.stop - sl.start
         xb = torch.as_tensor(x[sl], dtype=torch.float64, device=dev)
@@ -648,7 +649,6 @@ def calibration_ranges(graph: Graph, x: np.ndarray, steps: int, batch_size: int 
         xin = {i: syn[i].linear(xb).numpy() for i, c in enumerate(plan.connections) if c.src == plan.input}
         v = {n: np.broadcast_to(const[n]["v0"], (B,) + tuple(plan.shapes[n])).copy() for n in plan.neurons}
         last: dict[str, np.ndarray] = {}  # layer -> its spikes at the step before the block
-        widest = max(math.prod(plan.shapes[n]) for n in plan.neurons)
         block = max(2, min(latency, _CALIB_BLOCK_BYTES // (8 * B * widest)))
         for t0 in range(0, latency, block):
             k = min(latency, t0 + block) - t0

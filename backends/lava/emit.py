@@ -337,9 +337,7 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
                 raise QuantizationError(f"node {n!r}: field 'v_threshold' must hold integers in "
                                         f"[0, {cv.VTH_MAX}] in an integer graph")
             vth = vth.astype(np.int32)
-            vmin = cv.v_min(node, shape)
-            if vmin is not None:
-                vmin = np.maximum(np.round(vmin * 64), -cv.V_MAX).astype(np.int32)
+            vmin = cv.v_min_fixed(node, shape)
             if reset == "zero":
                 if vmin is not None:
                     raise BackendError(f"node {n!r}: field 'snnc.v_min' (a potential floor) needs snnc's "
@@ -350,7 +348,7 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
                                        "layer; this layer has several (use reset 'subtract' or one threshold)")
                 proc = LIF(vth=int(vth.flat[0]), **common)
             else:
-                floor = {} if vmin is None else {"v_min": to_lava(vmin, len(shape))}
+                floor = {} if vmin is None else {"v_min": to_lava(vmin.astype(np.int32), len(shape))}
                 proc = SubtractLIF(vth=to_lava(vth, len(shape)), spiking=1, sample_steps=sample_steps, **common,
                                    **floor)
         neurons[n] = NeuronLayer(n, proc, shape, lshape, v0, not readout, reset)
