@@ -1,6 +1,7 @@
 """Conversion-quality benchmark (issue 4): prints the accuracy-vs-T tables of examples/digits/qcfs.py (QCFS vs
-ReLU + max / percentile, zero vs half-threshold init) and of examples/deep_resnet/run.py (ResNet-110 with and
-without threshold tuning + residual restructuring), then one ``key=value`` summary line.
+ReLU + max / percentile, zero vs half-threshold init, layer calibration) and of examples/deep_resnet/run.py
+(ResNet-110 with and without threshold tuning + residual restructuring, layer calibration), then one ``key=value``
+summary line.
 
     python bench/conversion.py                      # digits tables (a few minutes on 2 cores)
     python bench/conversion.py --deep               # + the ResNet-110 run (train + sweep; tens of minutes on CPU)
@@ -58,9 +59,9 @@ def main() -> None:
                d["ann_accuracy"]["relu"])
         aq = d["ann_accuracy"]["qcfs"]
         for t in (4, 32):
-            for floor, tag in ((1.0, ""), (None, "_nofloor")):
-                r = next((r for r in rq if r["init"] == "half" and r["steps"] == t and r.get("floor", 1.0) == floor),
-                         None)
+            for floor, cal, tag in ((1.0, False, ""), (None, False, "_nofloor"), (1.0, True, "_calib")):
+                r = next((r for r in rq if r["init"] == "half" and r["steps"] == t and r.get("floor", 1.0) == floor
+                          and r.get("calibrate", False) == cal), None)
                 if r:
                     summary[f"seed{seed}_qcfs{tag}_T{t}_int_gap_points"] = round(100 * (aq - r["int_accuracy"]), 2)
                     summary[f"seed{seed}_qcfs{tag}_T{t}_float_gap_points"] = round(100 * (aq - r["float_accuracy"]),

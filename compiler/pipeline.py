@@ -1,6 +1,7 @@
 """The end-to-end compile: torch model -> float NIR (convert) -> fold BN -> fuse synapses -> quantize."""
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -29,9 +30,10 @@ class Compiled:
 def compile_model(model: torch.nn.Module, calib: np.ndarray, options: ConvertOptions | None = None,
                   weight_bits: int | dict = 8, calib_steps: int = 64,
                   float_passes: Sequence[Callable[[Graph], Graph]] = (), bias_onset: bool = True,
-                  **convert_kw) -> Compiled:
+                  fused_passes: Sequence[Callable[[Graph], Graph]] = (), calibrate_steps: int | None = None,
+                  calibrate_samples: int = 128, **convert_kw) -> Compiled:
     """Convert, run ``float_passes`` (e.g. threshold tuning, residual delay balancing) on the converted graph,
-    fold BatchNorm, fuse synapses, quantize, and (``bias_onset``) pre-charge initial potentials so each layer's
+    fold BatchNorm, fuse synapses, run ``fused_passes`` and (``calibrate_steps``) layer calibration, quantize, and (``bias_onset``) pre-charge initial potentials so each layer's
     bias starts with its first input, in both graphs; times each stage (seconds)."""
     t = {}
     t0 = time.perf_counter()
@@ -47,6 +49,18 @@ def compile_model(model: torch.nn.Module, calib: np.ndarray, options: ConvertOpt
     t0 = time.perf_counter()
     g = fuse_synapses(g)
     t["fuse_synapses"] = time.perf_counter() - t0
+    if calibrate_steps:  # layer calibration for T = calibrate_steps on the first calibrate_samples samples
+        from snnc.compiler.passes.layer_calibration import calibrate_layers
+        from snnc.compiler.passes.threshold_tuning import layer_activations
+
+        xc = np.asarray(calib[:calibrate_samples])
+        fused_passes = [*fused_passes, functools.partial(calibrate_layers, x=xc, acts=layer_activations(model, xc),
+                                                         steps=calibrate_steps)]
+    for p in fused_passes:
+        t0 = time.perf_counter()
+        g = p(g)
+        t[getattr(p, "__name__", getattr(getattr(p, "func", None), "__name__", "fused_pass"))] = \
+            time.perf_counter() - t0
     t0 = time.perf_counter()
     gi, rep = quantize_with_report(g, weight_bits=weight_bits, calib=calib, calib_steps=calib_steps)
     t["quantize"] = time.perf_counter() - t0

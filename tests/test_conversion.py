@@ -219,6 +219,10 @@ def test_sweep_json_and_plot(tmp_path, capsys):
     assert {(r["init"], r["steps"]) for r in out["rows"]} == {("zero", 2), ("zero", 16), ("half", 2), ("half", 16)}
     assert all(0 <= r["float_accuracy"] <= 1 and 0 <= r["int_accuracy"] <= 1 for r in out["rows"])
     assert png.stat().st_size > 1000
+    rc = main(["sweep", str(p), "--steps", "4", "--init", "half", "--calibrate", "--limit", "16", "--plot",
+               str(png), "--json"])
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rc == 0 and len(rows) == 1 and rows[0]["calibrate"] is True and 0 <= rows[0]["int_accuracy"] <= 1
     rc = main(["sweep", str(p), "--method", "qcfs", "--limit", "4", "--plot", str(png)])
     assert rc == 3  # a ReLU model has no ClipFloor: UnsupportedLayerError
 
@@ -260,3 +264,65 @@ def test_resnet_compiled_float_snn_matches_ann_at_large_T(xs, tuned):
     rel = np.sqrt(np.mean((r.logits - ann) ** 2)) / np.sqrt(np.mean(ann ** 2))
     agree = np.mean(r.logits.argmax(1) == ann.argmax(1))
     assert rel < 0.1 and agree >= 0.9, (rel, agree)
+
+
+# --- layer calibration (threshold factor + bias shift measured on the SNN) ---------------------------------------
+
+def test_layer_calibration_lowers_T4_error_on_held_out_samples(xs):
+    from snnc.compiler.commands.sweep import compile_variant
+
+    m = _small_resnet(xs)
+    xc, xt = xs[:64], xs[64:]
+    plain = compile_variant(m, xc, "percentile", 0.5, calib_steps=8)
+    cal = compile_variant(m, xc, "percentile", 0.5, calib_steps=8, calibrate_steps=4, calibrate_samples=64)
+    shifts = [cv.meta(nd, "snnc.bias_shift") for nd in cal.float_graph.nodes.values() if isinstance(nd, nir.IF)]
+    assert any(s is not None and np.any(np.asarray(s) != 0) for s in shifts)
+    for a, b in ((plain.float_graph, cal.float_graph), (plain.int_graph, cal.int_graph)):
+        assert _err(b, m, xt, 4) < 0.8 * _err(a, m, xt, 4)
+
+
+def test_layer_calibration_measures_what_the_simulator_runs(xs):
+    """The error each layer records is the error the simulator shows for that layer over its T-step window, on
+    the same samples, after the bias-onset pass: the pass's own IF run equals the simulator's."""
+    from snnc.backends.cpu.plan import build_plan
+    from snnc.compiler.frontend.convert import ConvertOptions
+    from snnc.compiler.passes.bias_onset import compensate_bias_onset
+    from snnc.compiler.passes.fold_batchnorm import fold_batchnorm
+    from snnc.compiler.passes.fuse_synapses import fuse_synapses
+    from snnc.compiler.passes.layer_calibration import calibrate_layers
+
+    m = _small_resnet(xs)
+    x, T = xs[:24], 6
+    acts = layer_activations(m, x)
+    g = fuse_synapses(fold_batchnorm(balance_residual_delays(convert(m, xs, ConvertOptions(v_init=0.5)))))
+    gc = compensate_bias_onset(calibrate_layers(g, x, acts, steps=T))
+    plan = build_plan(gc)
+    r = simulate(gc, x, steps=T, rasters=True)
+    checked = 0
+    for n in plan.neurons:
+        node = gc.nodes[n]
+        if cv.meta(node, "snnc.calibration_mse") is None:
+            continue
+        d, th = plan.depths[n], np.asarray(node.v_threshold, dtype=np.float64)
+        out = r.rasters[n][d:d + T].sum(0) * th / T
+        target = acts[cv.meta(node, cv.SOURCE)].reshape(out.shape)
+        np.testing.assert_allclose(np.mean((out - target) ** 2), cv.meta(node, "snnc.calibration_mse"), rtol=1e-9)
+        checked += 1
+    assert checked >= 5
+
+
+def test_compile_calibrate_writes_a_calibrated_graph(tmp_path, capsys):
+    from snnc.compiler.cli import main
+    from snnc.ir.graph import read
+
+    p, out = tmp_path / "m.pt", tmp_path / "m.nir"
+    torch.save(_cnn(), p)
+    rc = main(["compile", str(p), "-o", str(out), "--calibrate", "4", "--calibrate-samples", "32",
+               "--calib-steps", "8", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert "calibrate_layers" in res["stages"]
+    ifs = [nd for nd in read(str(out)).nodes.values() if isinstance(nd, nir.IF)]
+    assert ifs and all(cv.meta(nd, "snnc.bias_shift") is not None for nd in ifs)
+    assert main(["compile", str(out), "-o", str(tmp_path / "x.nir"), "--calibrate", "4"]) != 0
+    assert "--calibrate" in capsys.readouterr().err

@@ -51,6 +51,9 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, default=8, help="weight bits 1..8 (Loihi: 8-bit mantissa + exponent)")
     p.add_argument("--calib-steps", type=int, default=64, help="steps of the float run that measures potential "
                    "ranges (use the largest T you will run)")
+    p.add_argument("--calibrate", type=int, default=None, metavar="T", help="layer calibration for T steps: per "
+                   "layer a threshold factor and per-channel bias shift measured on the SNN against the ANN")
+    p.add_argument("--calibrate-samples", type=int, default=128, help="calibration samples used by --calibrate")
     p.add_argument("--float-output", help="also write the float (unquantized) graph here")
     from snnc.compiler.commands._binarize import add_binarize_args
 
@@ -65,6 +68,9 @@ def compile_any(args: argparse.Namespace):
 
     xc, _ = load_data(args.calib, "train")
     if str(args.model).endswith(".nir"):
+        if args.calibrate is not None:
+            raise DataError(f"--calibrate: {args.model} is an NIR graph; layer calibration compares against the "
+                            "ANN's activations and needs the torch model")
         try:
             from snnc.compiler.frontend.nir_import import compile_nir
         except ImportError:
@@ -75,8 +81,12 @@ def compile_any(args: argparse.Namespace):
         return compile_nir(args.model, xc, weight_bits=args.bits, calib_steps=args.calib_steps)
     model = load_model(args.model, args.model_class)
     opts = convert_options(args)
+    if args.calibrate is not None and (args.calibrate < 1 or args.calibrate_samples < 1):
+        raise DataError(f"--calibrate T and --calibrate-samples N must be >= 1, got T={args.calibrate}, "
+                        f"N={args.calibrate_samples}")
     return compile_model(model, xc, opts, weight_bits=args.bits, calib_steps=args.calib_steps,
-                         bias_onset=not args.no_bias_onset)
+                         bias_onset=not args.no_bias_onset, calibrate_steps=args.calibrate,
+                         calibrate_samples=args.calibrate_samples)
 
 
 def run_compile(args: argparse.Namespace) -> int:

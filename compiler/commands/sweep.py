@@ -3,7 +3,9 @@
 Methods: ``max`` / ``percentile`` threshold balancing (ReLU models) and ``qcfs`` (ClipFloor models: theta =
 trained lambda). ``--init half`` starts every neuron at theta/2 (Bu et al. 2022); ``--tune`` scales thresholds
 per layer for each T (passes/threshold_tuning.py); ``--restructure`` balances residual shortcut delays with IF
-relays (frontend/residual.py). Prints a table, writes a PNG (accuracy vs T, one line per variant)."""
+relays (frontend/residual.py); ``--calibrate`` measures each layer's SNN output against the ANN and sets a
+threshold factor and bias shift per layer for each T (passes/layer_calibration.py). Prints a table, writes a PNG
+(accuracy vs T, one line per variant)."""
 from __future__ import annotations
 
 import argparse
@@ -34,19 +36,21 @@ class SweepRow:
     tune: bool = False
     restructure: bool = False
     floor: float | None = 1.0  # potential floor as a fraction of the threshold (None: no floor)
+    calibrate: bool = False  # layer calibration (threshold factor + bias shift measured on the SNN at this T)
 
     @property
     def label(self) -> str:
         return self.method + ("+half" if self.init == "half" else "") + ("+tune" if self.tune else "") + \
-            ("+restructure" if self.restructure else "") + (
+            ("+restructure" if self.restructure else "") + ("+calib" if self.calibrate else "") + (
             "+nofloor" if self.floor is None else "" if self.floor == 1.0 else f"+floor{self.floor:g}")
 
 
 def compile_variant(model: torch.nn.Module, calib: np.ndarray, method: str, v_init: float = 0.0,
                     tune_steps: int | None = None, restructure: bool = False, percentile: float = 99.99,
                     weight_bits: int = 8, calib_steps: int = 64, acts: dict | None = None,
-                    v_floor: float | None = 1.0):
-    """compile_model with the conversion-quality passes: threshold tuning for ``tune_steps``, delay balancing."""
+                    v_floor: float | None = 1.0, calibrate_steps: int | None = None, calibrate_samples: int = 128):
+    """compile_model with the conversion-quality passes: threshold tuning for ``tune_steps``, delay balancing,
+    layer calibration (threshold factor + bias shift measured on the SNN) for ``calibrate_steps``."""
     from snnc.compiler.frontend.convert import ConvertOptions
     from snnc.compiler.frontend.residual import balance_residual_delays
     from snnc.compiler.passes.threshold_tuning import layer_activations, tune_thresholds
@@ -66,14 +70,16 @@ def compile_variant(model: torch.nn.Module, calib: np.ndarray, method: str, v_in
         passes.append(balance_residual_delays)
     opts = ConvertOptions(method="max" if method == "qcfs" else method, percentile=percentile, v_init=v_init,
                           v_floor=v_floor)
-    return compile_model(model, calib, opts, weight_bits=weight_bits, calib_steps=calib_steps, float_passes=passes)
+    return compile_model(model, calib, opts, weight_bits=weight_bits, calib_steps=calib_steps, float_passes=passes,
+                         calibrate_steps=calibrate_steps, calibrate_samples=calibrate_samples)
 
 
 def sweep(model: torch.nn.Module, xcal: np.ndarray, x: np.ndarray, y: np.ndarray, steps: list[int],
           methods: list[str], inits: list[str], tune: bool = False, restructure: bool = False,
           integer: bool = True, percentile: float = 99.99, calib_steps: int | None = None,
-          log=None, floors: Sequence[float | None] = (1.0,)) -> list[SweepRow]:
-    """Accuracy rows for every (method, init, floor, T); compiles once per variant (once per T with ``tune``)."""
+          log=None, floors: Sequence[float | None] = (1.0,), calibrate: bool = False) -> list[SweepRow]:
+    """Accuracy rows for every (method, init, floor, T); compiles once per variant (once per T with ``tune`` or
+    ``calibrate``)."""
     from snnc.backends.cpu.simulator import simulate
     from snnc.compiler.passes.threshold_tuning import layer_activations
 
@@ -85,12 +91,13 @@ def sweep(model: torch.nn.Module, xcal: np.ndarray, x: np.ndarray, y: np.ndarray
             for floor in floors:
                 c = None
                 for t in steps:
-                    if c is None or tune:
+                    if c is None or tune or calibrate:
                         c = compile_variant(model, xcal, method, INITS[init], t if tune else None, restructure,
-                                            percentile, calib_steps=cs, acts=acts, v_floor=floor)
+                                            percentile, calib_steps=cs, acts=acts, v_floor=floor,
+                                            calibrate_steps=t if calibrate else None)
                     fa = simulate(c.float_graph, x, steps=t).accuracy(y)
                     ia = simulate(c.int_graph, x, steps=t).accuracy(y) if integer else None
-                    row = SweepRow(method, init, t, fa, ia, tune, restructure, floor)
+                    row = SweepRow(method, init, t, fa, ia, tune, restructure, floor, calibrate)
                     rows.append(row)
                     if log:
                         log(row)
@@ -150,6 +157,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "'none', or a comma list (e.g. none,1)")
     p.add_argument("--tune", action="store_true", help="per-layer threshold tuning for each T (TTRBR-style)")
     p.add_argument("--restructure", action="store_true", help="balance residual shortcut delays with IF relays")
+    p.add_argument("--calibrate", action="store_true", help="layer calibration for each T: per-layer threshold "
+                   "factor and per-channel bias shift measured on the SNN against the ANN (128 training samples)")
     p.add_argument("--percentile", type=float, default=99.99)
     p.add_argument("--no-int", action="store_true", help="float simulation only")
     p.add_argument("--limit", type=int, help="evaluate on the first N test samples only")
@@ -176,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     ann = accuracy(model, x, y)
     t0 = time.perf_counter()
     rows = sweep(model, xcal, x, y, steps, methods, inits, args.tune, args.restructure, not args.no_int,
-                 args.percentile, floors=floors)
+                 args.percentile, floors=floors, calibrate=args.calibrate)
     secs = time.perf_counter() - t0
     plot(rows, ann, args.plot, f"{args.model}: SNN accuracy vs T")
     if args.json:
@@ -188,11 +197,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     tab = Table(title=f"{args.model}: ANN {100 * ann:.2f}% on {len(y)} test samples ({secs:.1f} s)")
-    for col in ("method", "init", "floor", "tune", "restructure", "T", "SNN float %", "SNN integer %"):
+    for col in ("method", "init", "floor", "tune", "restructure", "calibrate", "T", "SNN float %", "SNN integer %"):
         tab.add_column(col)
     for r in rows:
         tab.add_row(r.method, r.init, "none" if r.floor is None else f"-{r.floor:g}θ", "yes" if r.tune else "no",
-                    "yes" if r.restructure else "no", str(r.steps),
+                    "yes" if r.restructure else "no", "yes" if r.calibrate else "no", str(r.steps),
                     f"{100 * r.float_accuracy:.2f}",
                     "-" if r.int_accuracy is None else f"{100 * r.int_accuracy:.2f}")
     Console().print(tab)

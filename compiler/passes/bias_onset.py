@@ -17,6 +17,7 @@ import torch
 from snnc.backends.cpu.plan import build_plan
 from snnc.backends.cpu.simulator import _Synapse
 from snnc.ir import conventions as cv
+from snnc.ir.errors import QuantizationError
 from snnc.ir.graph import Graph, copy_graph
 
 ONSET = "snnc.bias_onset"  # True on neurons whose v_init was pre-charged by this pass
@@ -40,18 +41,31 @@ def compensate_bias_onset(graph: Graph) -> Graph:
         d = plan.depths[n]
         if d == 0 or not np.any(bias):
             continue
-        v0 = cv.v_init(node, shape) - d * bias
-        if isinstance(node, nir.IF):
-            th = np.broadcast_to(np.asarray(node.v_threshold, dtype=np.float64), shape)
-            v0 = np.minimum(v0, th)
-            vm = cv.v_min(node, shape)
-            if vm is not None and np.any(v0 + bias < vm):  # lower the floor under the pre-charged trajectory
-                low = np.minimum(vm, v0 + bias)
-                if integer:  # within the 24-bit potential (below it Lava saturates v anyway)
-                    low = np.maximum(low, -(cv.V_MAX // 64))
-                node.metadata = dict(node.metadata or {})
-                node.metadata[cv.V_MIN] = low.tolist()
+        th = np.broadcast_to(np.asarray(node.v_threshold, dtype=np.float64), shape) \
+            if isinstance(node, nir.IF) else None
+        v0, low = onset_start(cv.v_init(node, shape), bias, d, th, None if th is None else cv.v_min(node, shape))
+        if integer and np.any(v0 * 64 < -cv.V_MAX):  # Lava would saturate v and cut the onset: early spikes
+            raise QuantizationError(
+                f"layer {n!r}: the bias-onset pre-charge {float(v0.min()):.6g} (a_in units, field 'snnc.v_init') "
+                f"is below Lava's 24-bit potential {-cv.V_MAX / 64:.6g}; quantize with this snnc version (its scale "
+                "leaves room for the pre-charge) or compile with bias_onset=False")
         node.metadata = dict(node.metadata or {})
+        if low is not None and np.any(low < cv.v_min(node, shape)):
+            node.metadata[cv.V_MIN] = low.tolist()
         node.metadata[cv.V_INIT] = v0.tolist()
         node.metadata[ONSET] = True
     return g
+
+
+def onset_start(v_init: np.ndarray, bias: np.ndarray, depth: int, vth: np.ndarray | None,
+                v_min: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(pre-charged initial potential, floor) of one layer: v_init - depth * bias, capped at the threshold ``vth``
+    (None for the readout), and the floor ``v_min`` lowered under the pre-charged trajectory (lowest point
+    v0 + bias, after the first step's bias). Same units in and out (float: threshold units; integer: a_in)."""
+    v0 = v_init - depth * bias
+    if vth is None:
+        return v0, v_min
+    v0 = np.minimum(v0, vth)
+    if v_min is None or not np.any(v0 + bias < v_min):
+        return v0, v_min
+    return v0, np.minimum(v_min, v0 + bias)

@@ -9,6 +9,7 @@ largest value for which (checked per layer, recorded in the report):
       neuron fires every step whatever v is. Spiking layers may saturate (downward for neurons driven negative
       for long, upward for neurons at rate 1): counted by the simulator as events, identical in Lava.
   |bias| * lam <= 8190                                         (bias_mant 13 bits, bias_exp <= 7)
+  (depth * bias - v_init) * lam * 64 <= 0.9 * (2**23 - 1)      IF/I layers: the bias-onset pre-charge fits v
 Each synapse then gets weight_exp e and mantissas m, |m| <= 2**(bits-1) - 1, with
   W_eff = m * 2**(9 - bits + e)  (Lava Dense holds m * 2**(9 - bits), valid unchanged in every sign mode)
 Conv synapses keep e >= bits - 9 (Lava's Conv has no exponent: its weights are W_eff, integers).
@@ -111,6 +112,19 @@ def leaky_decays(n: str, node) -> tuple[int, int]:
     return du, dv
 
 
+def _onset_precharge(node, shape: tuple, depth: int, bias: np.ndarray) -> float:
+    """How far below zero (float units) the bias-onset pre-charge v_init - depth * bias goes (passes/bias_onset.py).
+
+    bias: summed bias of the layer's incoming synapses, per neuron or per channel. Lava saturates v at
+    -(2**23 - 1), so a deep layer with a large positive bias needs a scale small enough for its pre-charge;
+    otherwise the onset is cut and the neuron fires early (measured: 48 layers of a restructured ResNet-110 cut,
+    integer accuracy 10 % against float 72 %)."""
+    bias = np.asarray(bias, dtype=np.float64)
+    if depth <= 0 or not isinstance(node, (nir.IF, nir.I)) or not np.any(bias > 0):
+        return 0.0
+    return max(0.0, float(depth * np.max(bias) - np.min(cv.v_init(node, shape))))
+
+
 def _is_pow2(x: float) -> bool:
     return x > 0 and math.isfinite(x) and abs(math.log2(x) - round(math.log2(x))) < 1e-9
 
@@ -182,6 +196,7 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
                                     "(IF, LIF, CubaLIF and the I/LI readout are supported)")
         worst = 0.0
         bias_sum = 0.0
+        bias_vec = np.zeros(())
         weights = {}
         for i in plan.incoming[n]:
             c = plan.connections[i]
@@ -198,8 +213,10 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             worst += float(worst_rows.max()) if worst_rows.size else 0.0
             b = np.asarray(getattr(snode, "bias", 0.0), dtype=np.float64)
             bias_sum += float(np.abs(b).max()) if b.size else 0.0
+            bias_vec = bias_vec + b
         if decays is not None:  # a current with memory sums up to 4096 / (du + 1) steps of input
             worst *= cv.DECAY_UNITY / (decays[0] + 1)
+        onset = _onset_precharge(node, plan.shapes[n], plan.depths.get(n, 0), bias_vec) if decays is None else 0.0
         obs_v = observed[n]["v"] if observed else 0.0
         if not readout and observed:
             # a spiking neuron's potential only needs theta + one step of input: above that it fires every step
@@ -207,7 +224,8 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             obs_v = min(obs_v, theta + observed[n]["a"])
         cands = {"a_in range (worst case)": cv.A_MAX / worst if worst > 0 else math.inf,
                  "v range (observed)": v_margin * cv.A_MAX / obs_v if obs_v > 0 else math.inf,
-                 "bias field": 2 * cv.BIAS_MANT_MAX / bias_sum if bias_sum > 0 else math.inf}
+                 "bias field": 2 * cv.BIAS_MANT_MAX / bias_sum if bias_sum > 0 else math.inf,
+                 "bias onset pre-charge": v_margin * cv.A_MAX / onset if onset > 0 else math.inf}
         for sname, (w, _c) in weights.items():  # largest W_eff a weight field holds: qmax * 2**(9 - bits + E_MAX)
             b = weight_bits.get(sname, 8) if isinstance(weight_bits, dict) else int(weight_bits)
             wmax = float(np.abs(w).max()) if w.size else 0.0

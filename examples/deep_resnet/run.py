@@ -1,5 +1,6 @@
 """Deep residual conversion: ResNet-110 (6n+2 layers, n=18) on the 8x8 digits, converted with and without TTRBR-style
-threshold tuning + residual delay restructuring; accuracy vs T (float and integer simulation, fixed test split).
+threshold tuning + residual delay restructuring, and with layer calibration (threshold factor + bias shift per
+layer, measured on the SNN); accuracy vs T (float and integer simulation, fixed test split).
 
 CPU default: width 4, 30 epochs at batch 256 with one torch thread (a few minutes on 2 cores); --cuda trains on a
 GPU when one is present. Writes out/deep_resnet.pt, out/deep_resnet_sweep.json and out/deep_resnet_accuracy.png."""
@@ -13,6 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+
+# name -> (analytic threshold tuning, relay restructuring, floor, layer calibration). "nofloor": the unbounded
+# potential of the literature's IF; the others keep the default floor -theta.
+VARIANTS = {"nofloor": (False, False, None, False), "floor": (False, False, 1.0, False),
+            "tune": (True, False, 1.0, False), "tune+restructure": (True, True, 1.0, False),
+            "calib": (False, False, 1.0, True), "restructure+calib": (False, True, 1.0, True)}
 
 
 def train_resnet(n: int, width: int, epochs: int, device: str = "cpu") -> torch.nn.Module:
@@ -56,6 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cuda", action="store_true", help="train on CUDA when available")
     ap.add_argument("--model", help="reuse a trained model.pt instead of training")
     ap.add_argument("--limit", type=int, default=None, help="evaluate on the first N test samples only")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"comma list of conversion variants from {', '.join(VARIANTS)}")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from snnc.compiler.commands.sweep import plot, sweep
@@ -85,13 +95,14 @@ def main(argv: list[str] | None = None) -> dict:
     steps = [int(s) for s in args.steps.split(",")]
     lim = args.limit or len(yte)
     rows = []
-    # no floor (the unbounded potential of the literature's IF), then with the default floor -theta: plain, tuned,
-    # tuned + relays
-    for tune, restructure, floor in ((False, False, None), (False, False, 1.0), (True, False, 1.0), (True, True, 1.0)):
+    for v in args.variants.split(","):
+        if v not in VARIANTS:
+            raise SystemExit(f"--variants: unknown variant {v!r} (choose from {', '.join(VARIANTS)})")
+        tune, restructure, floor, calibrate = VARIANTS[v]
         rows += sweep(model, xtr, xte[:lim], yte[:lim], steps, [args.method], ["half"], tune=tune,
-                      restructure=restructure, floors=[floor], calib_steps=32, log=lambda r: print(
-                          f"{r.label:32s} T={r.steps:4d} float {100 * r.float_accuracy:6.2f}%  integer "
-                          f"{100 * r.int_accuracy:6.2f}%", flush=True))
+                      restructure=restructure, floors=[floor], calib_steps=32, calibrate=calibrate,
+                      log=lambda r: print(f"{r.label:32s} T={r.steps:4d} float {100 * r.float_accuracy:6.2f}%  "
+                                          f"integer {100 * r.int_accuracy:6.2f}%", flush=True))
     plot(rows, ann, str(out / "deep_resnet_accuracy.png"), f"ResNet-{layers - 2}: SNN accuracy vs T")
     res = {"layers": layers, "ann_accuracy": ann, "train_seconds": t_train, "test_samples": lim,
            "rows": [asdict(r) for r in rows]}

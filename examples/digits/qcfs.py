@@ -1,6 +1,7 @@
 """QCFS on the digits CNN: train with ClipFloor(L) instead of ReLU, convert with theta = lambda and v0 = theta/2,
 and compare against plain ReLU training converted with max / percentile balancing, with and without the
-half-threshold initial potential. Accuracy on the fixed 360-sample test split, float and integer simulation.
+half-threshold initial potential, and with layer calibration. Accuracy on the fixed 360-sample test split, float and
+integer simulation.
 
 Writes out/digits_qcfs.pt, out/digits_relu.pt, out/digits_conversion.json and out/digits_conversion.png."""
 from __future__ import annotations
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> dict:
                  floors=[None, 1.0])
     rows += sweep(relu, xtr, xte, yte, steps, ["max", "percentile"], ["zero", "half"], calib_steps=max(steps),
                   log=log)
+    # layer calibration per T (threshold factor + bias shift measured on the SNN, 128 training samples)
+    rows += sweep(qcfs, xtr, xte, yte, steps, ["qcfs"], ["half"], calib_steps=max(steps), log=log, calibrate=True)
+    rows += sweep(relu, xtr, xte, yte, steps, ["percentile"], ["half"], calib_steps=max(steps), log=log,
+                  calibrate=True)
     plot(rows, ann["qcfs"], str(out / "digits_conversion.png"), "digits CNN: SNN accuracy vs T (integer)")
     res = {"levels": args.levels, "ann_accuracy": ann, "rows": [asdict(r) for r in rows]}
     (out / "digits_conversion.json").write_text(json.dumps(res, indent=1))
