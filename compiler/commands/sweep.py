@@ -65,7 +65,6 @@ def compile_variant(model: torch.nn.Module, calib: np.ndarray, method: str, v_in
     if tune_steps:
         acts = acts if acts is not None else layer_activations(model, calib)
         passes.append(functools.partial(tune_thresholds, acts=acts, steps=tune_steps))
-        passes[-1].__name__ = "tune_thresholds"  # type: ignore[attr-defined]
     if restructure:
         passes.append(balance_residual_delays)
     opts = ConvertOptions(method="max" if method == "qcfs" else method, percentile=percentile, v_init=v_init,

@@ -27,7 +27,8 @@ import torch
 from snnc.backends.cpu.plan import build_plan
 from snnc.backends.cpu.simulator import _Synapse, _batched_input
 from snnc.compiler.passes.bias_onset import onset_start
-from snnc.compiler.passes.threshold_tuning import FACTOR
+from snnc.compiler.passes.quantize import synapse_of
+from snnc.compiler.passes.threshold_tuning import FACTOR, scale_threshold
 from snnc.ir import conventions as cv
 from snnc.ir.errors import GraphError
 from snnc.ir.graph import Graph, copy_graph, validate
@@ -36,14 +37,6 @@ BIAS_SHIFT = "snnc.bias_shift"
 MSE = "snnc.calibration_mse"  # the layer's mean squared error against its ANN activations, after calibration
 GRID = tuple(np.round(np.arange(0.5, 1.5001, 0.05), 4))
 SKIP_METHODS = ("relay",)
-
-
-def _weighted_op(g: Graph, ops: list[str]) -> str:
-    ws = [o for o in ops if isinstance(g.nodes[o], (nir.Affine, nir.Linear, nir.Conv2d))]
-    if len(ws) != 1:
-        raise GraphError(f"connection through {ops}: layer calibration needs one Affine/Linear/Conv2d per "
-                         "connection (run fuse_synapses first)")
-    return ws[0]
 
 
 def _run_if(a: torch.Tensor, bias: torch.Tensor, v0: torch.Tensor, vth: torch.Tensor,
@@ -148,15 +141,11 @@ def calibrate_layers(graph: Graph, x: np.ndarray, acts: dict[str, np.ndarray], s
         spikes[n] = s
         scale[n] = k_best
         if tune:
-            node.v_threshold = th * k_best
-            node.metadata = dict(node.metadata or {})
-            node.metadata[cv.V_INIT] = (v_init * k_best).tolist()
-            if vmin is not None:
-                node.metadata[cv.V_MIN] = (vmin * k_best).tolist()
+            scale_threshold(node, k_best)
             node.metadata[FACTOR] = float(node.metadata.get(FACTOR, 1.0)) * k_best
             node.metadata[BIAS_SHIFT] = shift.ravel().tolist()
             node.metadata[MSE] = mse
-            first = _weighted_op(g, plan.connections[plan.incoming[n][0]].ops)
+            first = synapse_of(g, plan.connections[plan.incoming[n][0]].ops)
             fb = g.nodes[first]
             if getattr(fb, "bias", None) is None:
                 raise GraphError(f"synapse {first!r} into layer {n!r} has no bias field to take the bias shift "
@@ -165,7 +154,7 @@ def calibrate_layers(graph: Graph, x: np.ndarray, acts: dict[str, np.ndarray], s
                                                                 else shift.reshape(-1))
             for c in plan.connections:
                 if c.src == n:
-                    w = g.nodes[_weighted_op(g, c.ops)]
+                    w = g.nodes[synapse_of(g, c.ops)]
                     w.weight = np.asarray(w.weight, dtype=np.float64) * k_best
         for m in [m for m in spikes if last_use[m] <= pos[n]]:  # spike trains no later layer reads
             del spikes[m]

@@ -62,10 +62,11 @@ class QuantReport:
         return asdict(self)
 
 
-def _synapse_of(graph: Graph, ops: list[str]) -> str:
+def synapse_of(graph: Graph, ops: list[str]) -> str:
+    """The one weighted node (Affine/Linear/Conv2d) of a fused connection's ``ops`` (Flatten may sit beside it)."""
     ws = [o for o in ops if not isinstance(graph.nodes[o], nir.Flatten)]
     if len(ws) != 1 or not isinstance(graph.nodes[ws[0]], (nir.Affine, nir.Linear, nir.Conv2d)):
-        raise GraphError(f"connection through {ops}: quantize needs exactly one Affine/Linear/Conv2d per "
+        raise GraphError(f"connection through {ops}: needs exactly one Affine/Linear/Conv2d per "
                          "connection (run fuse_synapses first)")
     return ws[0]
 
@@ -157,7 +158,7 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
     plan = build_plan(graph)
     g = copy_graph(graph)
     for c in plan.connections:
-        _synapse_of(g, c.ops)
+        synapse_of(g, c.ops)
     if calib is not None:
         calib = np.asarray(calib, dtype=np.float64)
         xmax, signed = float(np.abs(calib).max()), bool(calib.min() < 0)
@@ -200,7 +201,7 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
         weights = {}
         for i in plan.incoming[n]:
             c = plan.connections[i]
-            sname = _synapse_of(g, c.ops)
+            sname = synapse_of(g, c.ops)
             snode = g.nodes[sname]
             w = np.asarray(snode.weight, dtype=np.float64)
             if c.src == plan.input:

@@ -49,6 +49,16 @@ def tuning_factor(acts: np.ndarray, theta: float, steps: int, v_frac: float = 0.
     return float(best), (errs[best] / base if base > 0 else 1.0)
 
 
+def scale_threshold(node: nir.IF, k: float) -> None:
+    """In place: the IF node's threshold, initial potential and floor (all threshold units) times k."""
+    node.v_threshold = np.asarray(node.v_threshold, dtype=np.float64) * k
+    node.metadata = dict(node.metadata or {})
+    for key in (cv.V_INIT, cv.V_MIN):
+        if key in node.metadata:
+            v = np.asarray(cv.meta(node, key), dtype=np.float64) * k
+            node.metadata[key] = v.tolist() if v.ndim else float(v)
+
+
 def tune_thresholds(graph: Graph, acts: dict[str, np.ndarray], steps: int, grid: tuple = GRID) -> Graph:
     """Scale each IF layer's threshold (and its output Scale, v_init and v_min) by its calibrated tuning factor."""
     if steps < 1:
@@ -65,12 +75,7 @@ def tune_thresholds(graph: Graph, acts: dict[str, np.ndarray], steps: int, grid:
         v0 = np.asarray(cv.meta(node, cv.V_INIT, 0.0), dtype=np.float64)
         frac = float(v0.max()) / theta if theta > 0 else 0.0
         k, _ = tuning_factor(acts[src], theta, steps, frac, grid)
-        node.v_threshold = th * k
-        node.metadata = dict(node.metadata or {})
-        node.metadata[cv.V_INIT] = (v0 * k).tolist() if v0.ndim else float(v0 * k)
-        if cv.V_MIN in node.metadata:  # the floor is in threshold units too
-            vm = np.asarray(cv.meta(node, cv.V_MIN), dtype=np.float64) * k
-            node.metadata[cv.V_MIN] = vm.tolist() if vm.ndim else float(vm)
+        scale_threshold(node, k)
         node.metadata[FACTOR] = k
         for s in successors(g, name):
             sn = g.nodes[s]
