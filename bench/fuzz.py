@@ -28,6 +28,7 @@ from pathlib import Path
 
 import h5py
 import nir
+from snnc.ir import make_graph
 import numpy as np
 
 from snnc.backends.cpu.simulator import quantize_input, simulate
@@ -67,7 +68,7 @@ def random_float_graph(rng: np.random.Generator, depth: int | None = None) -> ni
         edges.append((f"fc{i}", prev))
     nodes["output"] = nir.Output(output_type={"output": np.array([sizes[-1]])})
     edges.append(("readout", "output"))
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={cv.KIND: cv.FLOAT, "fuzz.tame": tame})
+    return make_graph(nodes=nodes, edges=edges, metadata={cv.KIND: cv.FLOAT, "fuzz.tame": tame})
 
 
 def float_twin(gi: nir.NIRGraph) -> nir.NIRGraph:
@@ -217,7 +218,7 @@ def seed_files(folder: str) -> list[bytes]:
                       groups=1, bias=np.zeros(2))
     ro = nir.I(r=np.ones(4))
     ro.metadata = {cv.READOUT: True}
-    gc = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([1, 4, 4])}), "conv": conv,
+    gc = make_graph(nodes={"input": nir.Input(input_type={"input": np.array([1, 4, 4])}), "conv": conv,
                              "if": nir.IF(r=np.ones((2, 4, 4)), v_threshold=np.ones((2, 4, 4))),
                              "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
                                                    padding=np.array([0, 0])),

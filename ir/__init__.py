@@ -4,9 +4,10 @@ from .errors import (BackendError, DataError, GraphError, NIRFileError, Overflow
                      SnncError, UnsupportedLayerError)
 from .graph import (Graph, copy_graph, infer_shapes, input_name, output_name, predecessors, read, successors,
                     to_networkx, topo_order, validate, write)
+from .nir_compat import make_graph
 from .nirfile import graphs_equal
 
 __all__ = ["conventions", "Graph", "read", "write", "validate", "infer_shapes", "topo_order", "to_networkx",
-           "predecessors", "successors", "input_name", "output_name", "copy_graph", "graphs_equal",
+           "predecessors", "successors", "input_name", "output_name", "copy_graph", "graphs_equal", "make_graph",
            "SnncError", "UnsupportedLayerError", "GraphError", "NIRFileError", "QuantizationError",
            "BackendError", "DataError", "OverflowEventError"]

@@ -101,8 +101,13 @@ def is_linear(node: Any) -> bool:
 
 
 def reset_mode(node: Any) -> str:
-    """Reset of a neuron node: ``subtract`` unless ``snnc.reset`` says ``zero`` (NIR's IF/LIF equations subtract)."""
-    return meta(node, RESET, "subtract")
+    """Reset of a neuron node: ``snnc.reset`` when set; else what the installed nir's equations say: v = v_reset
+    (``zero``; nir >= 1.0.5 nodes carry ``v_reset``) or v -= v_threshold (``subtract``; nir 1.0.4). Files say it
+    explicitly: ``snnc.ir.read`` records the reset of the release that wrote them."""
+    r = meta(node, RESET, None)
+    if r is not None:
+        return r
+    return "zero" if getattr(node, "v_reset", None) is not None else "subtract"
 
 
 def v_init(node: Any, shape: tuple) -> np.ndarray:

@@ -12,7 +12,7 @@ import nir
 import numpy as np
 
 from . import conventions as cv
-from .errors import GraphError
+from .errors import GraphError, UnsupportedLayerError
 
 Graph = nir.NIRGraph
 
@@ -278,6 +278,10 @@ def _check_metadata(graph: Graph, shapes: dict[str, tuple]) -> None:
         if cv.RESET in md and cv.reset_mode(node) not in ("subtract", "zero"):
             raise GraphError(f"node {name!r}: metadata field {cv.RESET!r} must be 'subtract' or 'zero', "
                              f"got {cv.reset_mode(node)!r}")
+        v_reset = getattr(node, "v_reset", None)
+        if v_reset is not None and cv.reset_mode(node) == "zero" and np.any(np.asarray(v_reset) != 0):
+            raise UnsupportedLayerError(f"node {name!r}: field 'v_reset' is nonzero ({np.asarray(v_reset).max():g} "
+                                        "at most); snnc and Lava reset to 0 or by subtraction")
         for key in (cv.V_INIT, cv.V_MIN):
             if key not in md:
                 continue

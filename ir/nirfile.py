@@ -9,6 +9,7 @@ from typing import Any
 import nir
 import numpy as np
 
+from . import nir_compat
 from .errors import GraphError, NIRFileError
 
 
@@ -28,12 +29,6 @@ def _clean_meta(md: dict) -> dict:
 NODE_META = "snnc.node_metadata"  # graph-level home of metadata for node types without a metadata field
 
 
-def _has_meta_field(node: Any) -> bool:
-    import dataclasses
-
-    return any(f.name == "metadata" for f in dataclasses.fields(node))
-
-
 def _normalise(graph: nir.NIRGraph) -> nir.NIRGraph:
     """Decode metadata and move ``snnc.node_metadata`` entries back onto their nodes."""
     graph.metadata = _clean_meta(getattr(graph, "metadata", {}))
@@ -50,7 +45,7 @@ def _for_writing(graph: nir.NIRGraph) -> nir.NIRGraph:
     """Shallow copy whose graph metadata carries the metadata of nodes that nir cannot store (nir 1.0.4:
     Conv2d, Linear, Scale, Input, Output, AvgPool2d have no metadata field)."""
     extra = {name: dict(node.metadata) for name, node in graph.nodes.items()
-             if not _has_meta_field(node) and getattr(node, "metadata", None)}
+             if not nir_compat.has_metadata_field(node) and getattr(node, "metadata", None)}
     md = dict(getattr(graph, "metadata", None) or {})
     md.pop(NODE_META, None)
     if extra:
@@ -58,13 +53,14 @@ def _for_writing(graph: nir.NIRGraph) -> nir.NIRGraph:
     for k, v in list(md.items()):
         if v is None:
             del md[k]
-    return nir.NIRGraph(nodes=graph.nodes, edges=list(graph.edges), metadata=md)
+    return nir_compat.make_graph(graph.nodes, list(graph.edges), md)
 
 
-KNOWN_TYPES = ("Affine", "AvgPool2d", "Conv1d", "Conv2d", "CubaLIF", "Delay", "Flatten", "I", "IF", "Input", "LI",
-               "LIF", "Linear", "NIRGraph", "Output", "Scale", "SumPool2d", "Threshold")  # nir 1.0.4's node types
-REAL_FIELDS = ("weight", "bias", "r", "v_threshold", "tau", "tau_mem", "tau_syn", "v_leak", "scale", "delay",
-               "threshold", "w_in")  # arrays of real numbers
+KNOWN_TYPES = tuple(t for t in ("Affine", "AvgPool2d", "Conv1d", "Conv2d", "CubaLI", "CubaLIF", "Delay", "Flatten",
+                                 "I", "IF", "Identity", "Input", "LI", "LIF", "Linear", "NIRGraph", "Output", "Scale",
+                                 "SumPool2d", "Threshold") if hasattr(nir, t))  # the node types of the installed nir
+REAL_FIELDS = ("weight", "bias", "r", "v_threshold", "v_reset", "tau", "tau_mem", "tau_syn", "v_leak", "scale",
+               "delay", "threshold", "w_in")  # arrays of real numbers
 INT_FIELDS = ("stride", "dilation", "groups", "kernel_size", "start_dim", "end_dim", "input_shape", "shape")
 INT_LIMIT = 2 ** 31  # integer parameters (shapes, strides) beyond this are corrupt, not a network
 
@@ -107,8 +103,8 @@ def _required_fields(t: str) -> list[str]:
 
     if t in ("Input", "Output"):
         return ["shape"]
-    return [f.name for f in dataclasses.fields(getattr(nir, t))
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    return [f.name for f in dataclasses.fields(getattr(nir, t)) if f.init
+            and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
 
 
 def _type_name(p: Path, name: str, nd: Any) -> str:
@@ -157,58 +153,77 @@ def _check_fields(p: Path, name: str, t: str, nd: dict) -> None:
                                    f"integers, got {a.dtype} {a.shape}")
 
 
-def _build(p: Path, d: dict) -> nir.NIRGraph:
-    """The NIRGraph of an HDF5 dict (``nir.serialization.hdf2dict``), one node at a time so errors name it."""
+def _build_node(p: Path, name: str, nd: dict, nested: bool) -> Any:
+    """One stored node -> its nir node (a nested graph when ``nested``); errors name the file, node and field.
+
+    A spiking node's reset is made explicit in ``snnc.reset`` when the file does not say it: reset to
+    ``v_reset`` if the node stores one (nir >= 1.0.5), by subtraction if not (nir <= 1.0.4's equations)."""
     import nir.ir as nir_ir
 
+    t = _type_name(p, name, nd)
+    if t == "NIRGraph":
+        if not nested:
+            raise NIRFileError(f"{p}: node {name!r} is a nested NIRGraph; snnc reads flat graphs only")
+        return _build(p, nd, nested, where=f"node {name!r}")
+    for req in _required_fields(t):
+        if req not in nd:
+            raise NIRFileError(f"{p}: node {name!r} ({t}): missing field {req!r}")
+    _check_fields(p, name, t, nd)
+    md = nd.get("metadata", {})
+    if not isinstance(md, dict):
+        raise NIRFileError(f"{p}: node {name!r}: field 'metadata' must be a group")
+    reset, v_reset = nir_compat.reset_from_file(nd)
+    if v_reset is not None and np.any(v_reset != 0) and not nir_compat.HAS_V_RESET:
+        raise NIRFileError(f"{p}: node {name!r} ({t}): field 'v_reset' is nonzero (reset to a potential, nir >= "
+                           f"1.0.5); this nir {nir.version} cannot hold it and snnc resets to 0 or by subtraction")
+    try:
+        node = nir_ir.dict2NIRNode(nir_compat.node_kwargs(getattr(nir, t), dict(nd)))
+    except KeyError as e:
+        raise NIRFileError(f"{p}: node {name!r} ({t}): missing field {e}") from None
+    except Exception as e:  # nir's constructors check shapes and types with assert/ValueError/TypeError
+        raise NIRFileError(f"{p}: node {name!r} ({t}): invalid fields ({type(e).__name__}: {e})") from None
+    if reset is not None and "snnc.reset" not in md:
+        if getattr(node, "metadata", None) is None:
+            node.metadata = {}
+        node.metadata["snnc.reset"] = reset
+    return node
+
+
+def _build(p: Path, d: dict, nested: bool = False, where: str = "top-level graph") -> nir.NIRGraph:
+    """The NIRGraph of an HDF5 dict (``nir.serialization.hdf2dict``), one node at a time so errors name it."""
     if not isinstance(d.get("type"), str) or d.get("type") != "NIRGraph":
-        raise NIRFileError(f"{p}: top-level node has type {d.get('type')!r}, expected 'NIRGraph'")
+        raise NIRFileError(f"{p}: {where} has type {d.get('type')!r}, expected 'NIRGraph'")
     for field in ("nodes", "edges"):
         if field not in d:
-            raise NIRFileError(f"{p}: top-level graph: missing field {field!r}")
+            raise NIRFileError(f"{p}: {where}: missing field {field!r}")
     if not isinstance(d["nodes"], dict):
-        raise NIRFileError(f"{p}: top-level graph: field 'nodes' must be a group")
-    nodes = {}
-    for name, nd in d["nodes"].items():
-        t = _type_name(p, name, nd)
-        if t == "NIRGraph":
-            raise NIRFileError(f"{p}: node {name!r} is a nested NIRGraph; snnc reads flat graphs only")
-        for req in _required_fields(t):
-            if req not in nd:
-                raise NIRFileError(f"{p}: node {name!r} ({t}): missing field {req!r}")
-        _check_fields(p, name, t, nd)
-        md = nd.get("metadata", {})
-        if not isinstance(md, dict):
-            raise NIRFileError(f"{p}: node {name!r}: field 'metadata' must be a group")
-        try:
-            nodes[name] = nir_ir.dict2NIRNode(dict(nd))
-        except KeyError as e:
-            raise NIRFileError(f"{p}: node {name!r} ({t}): missing field {e}") from None
-        except Exception as e:  # nir's constructors check shapes and types with assert/ValueError/TypeError
-            raise NIRFileError(f"{p}: node {name!r} ({t}): invalid fields ({type(e).__name__}: {e})") from None
+        raise NIRFileError(f"{p}: {where}: field 'nodes' must be a group")
+    nodes = {name: _build_node(p, name, nd, nested) for name, nd in d["nodes"].items()}
     edges = np.asarray(d["edges"], dtype=object)
     if edges.size == 0:
         edges = edges.reshape(0, 2)
     if edges.ndim != 2 or edges.shape[1] != 2:
-        raise NIRFileError(f"{p}: top-level graph: field 'edges' must be an (n, 2) array of node names, has shape "
+        raise NIRFileError(f"{p}: {where}: field 'edges' must be an (n, 2) array of node names, has shape "
                            f"{edges.shape}")
     pairs = []
     for a, b in edges:
         a, b = (x.decode(errors="replace") if isinstance(x, bytes) else x for x in (a, b))
         if not isinstance(a, str) or not isinstance(b, str):
-            raise NIRFileError(f"{p}: top-level graph: field 'edges' must hold node names, holds {a!r} -> {b!r}")
+            raise NIRFileError(f"{p}: {where}: field 'edges' must hold node names, holds {a!r} -> {b!r}")
+        if a not in nodes or b not in nodes:
+            raise NIRFileError(f"{p}: {where}: edge {a!r} -> {b!r} names a node that does not exist")
         pairs.append((a, b))
     md = d.get("metadata", {})
     if not isinstance(md, dict):
-        raise NIRFileError(f"{p}: top-level graph: field 'metadata' must be a group")
+        raise NIRFileError(f"{p}: {where}: field 'metadata' must be a group")
     try:
-        return nir.NIRGraph(nodes=nodes, edges=pairs, metadata=md)
-    except Exception as e:  # nir checks edge ends and types when building a graph
+        return nir_compat.make_graph(nodes, pairs, md)
+    except Exception as e:  # nir checks edge ends when building a graph
         raise NIRFileError(f"{p}: invalid graph ({type(e).__name__}: {e})") from None
 
 
-def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
-    """Read an NIR HDF5 file; every failure becomes ``NIRFileError`` naming the file (and node/field if known)."""
+def read_hdf5_dict(path: str | os.PathLike) -> tuple[Path, dict]:
+    """The stored graph of an NIR HDF5 file as nested dicts; NIRFileError for anything that is not one."""
     import h5py
     from nir.serialization import hdf2dict
 
@@ -231,11 +246,23 @@ def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
                 raise NIRFileError(f"{p}: 'node' is not an HDF5 group, so it is not an NIR file")
             if "type" not in f["node"]:
                 raise NIRFileError(f"{p}: 'node' group has no 'type' field")
-            d = hdf2dict(f["node"])
+            return p, hdf2dict(f["node"])
     except NIRFileError:
         raise
     except Exception as e:  # h5py raises OSError/KeyError/RuntimeError/ValueError... for damaged files
         raise NIRFileError(f"{p}: damaged HDF5 file ({type(e).__name__}: {e})") from None
+
+
+def read_foreign(path: str | os.PathLike) -> nir.NIRGraph:
+    """Read any NIR file as its writer stored it (nested subgraphs kept, no snnc validation); resets made
+    explicit as in ``read_nir``. NIRFileError on damage."""
+    p, d = read_hdf5_dict(path)
+    return _normalise(_build(p, d, nested=True))
+
+
+def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
+    """Read an NIR HDF5 file; every failure becomes ``NIRFileError`` naming the file (and node/field if known)."""
+    p, d = read_hdf5_dict(path)
     graph = _normalise(_build(p, d))
     from .graph import validate
 
@@ -255,7 +282,7 @@ def write_nir(graph: nir.NIRGraph, path: str | os.PathLike) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        nir.write(tmp, _for_writing(graph))
+        nir_compat.write(tmp, _for_writing(graph))
         os.replace(tmp, p)
     except BaseException as e:
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import h5py
 import nir
+from snnc.ir import make_graph
 import numpy as np
 import pytest
 import torch
@@ -75,7 +76,9 @@ BAD_FILES = {
     "wrong shape": (_replace("node/nodes/l1/weight", np.ones((2, 3))),
                     r"node 'l1': field 'weight' expects 3 inputs, gets 2"),
     "wrong threshold shape": (lambda f: (_replace("node/nodes/if/v_threshold", np.ones(3))(f),
-                                         _replace("node/nodes/if/r", np.ones(3))(f)),
+                                         _replace("node/nodes/if/r", np.ones(3))(f),
+                                         "v_reset" in f["node/nodes/if"]  # written by nir >= 1.0.5
+                                         and _replace("node/nodes/if/v_reset", np.zeros(3))(f)),
                               r"node 'if': field 'v_threshold' has shape \(3,\), input has shape \(2,\)"),
     "NaN weights": (_replace("node/nodes/l2/weight", np.array([[np.nan, 1.0]])),
                     r"node 'l2': field 'weight' contains NaN or inf"),
@@ -223,7 +226,7 @@ def test_quantize_report_states_ranges_against_lava_limits():
     l2 = nir.Affine(weight=rng.normal(0, 1, (3, 6)), bias=np.zeros(3))
     ro = nir.I(r=np.ones(3))
     ro.metadata = {cv.READOUT: True}
-    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([5])}), "l1": l1,
+    g = make_graph(nodes={"input": nir.Input(input_type={"input": np.array([5])}), "l1": l1,
                             "if": nir.IF(r=np.ones(6), v_threshold=np.ones(6)), "l2": l2, "readout": ro,
                             "output": nir.Output(output_type={"output": np.array([3])})},
                      edges=[("input", "l1"), ("l1", "if"), ("if", "l2"), ("l2", "readout"), ("readout", "output")],
@@ -258,7 +261,7 @@ def test_exception_during_write_leaves_no_partial_file(tmp_path, monkeypatch):
     write(tiny_integer_graph(), out)
     before = out.read_bytes()
 
-    def broken(path, graph):
+    def broken(path, graph, **kw):
         Path(path).write_bytes(b"half a file")
         raise OSError("disk full")
 

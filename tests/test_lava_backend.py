@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 
 import nir
+from snnc.ir import make_graph
 import numpy as np
 import pytest
 
@@ -73,7 +74,7 @@ def _graph(nodes: dict, edges: list, in_shape: tuple, out_n: int) -> nir.NIRGrap
     nodes = dict(nodes)
     nodes["input"] = nir.Input(input_type={"input": np.array(in_shape)})
     nodes["output"] = nir.Output(output_type={"output": np.array([out_n])})
-    g = nir.NIRGraph(nodes=nodes, edges=edges)
+    g = make_graph(nodes=nodes, edges=edges)
     g.metadata = {cv.KIND: cv.INTEGER, cv.INPUT_SCALE: 0.5, cv.INPUT_BITS: 8, cv.INPUT_SIGNED: True}
     return g
 

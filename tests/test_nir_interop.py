@@ -8,9 +8,9 @@ Spike mismatch counts are printed with ``-s`` (``MEASURE`` lines) for the README
 from __future__ import annotations
 
 import importlib.util
-import types
 
 import nir
+from snnc.ir import make_graph
 import numpy as np
 import pytest
 import torch
@@ -28,24 +28,16 @@ T = 24
 
 # ------------------------------------------------------------------------------------------- snnTorch
 def _snntorch_export(net: torch.nn.Module, sample: torch.Tensor) -> nir.NIRGraph:
-    """snntorch 1.0.0's export_to_nir passes ``v_reset=`` (nir >= 1.0.5); with nir 1.0.4 (pinned by sinabs)
-    that keyword does not exist: drop it (snnTorch always writes zeros there)."""
-    import snntorch.export_nir as ex
+    """snnTorch 1.0.0's own export_to_nir, unpatched (it needs nir >= 1.0.6 through nirtorch 2.6)."""
+    from snntorch.export_nir import export_to_nir
 
-    def drop(cls):
-        def make(*a, v_reset=None, **k):
-            assert v_reset is None or not np.any(np.asarray(v_reset)), "nonzero v_reset"
-            return cls(*a, **k)
-        return make
+    return export_to_nir(net, sample, ignore_dims=[0])
 
-    shim = types.SimpleNamespace(**{k: getattr(nir, k) for k in dir(nir) if not k.startswith("__")})
-    if "v_reset" not in nir.LIF.__dataclass_fields__:
-        shim.LIF, shim.CubaLIF = drop(nir.LIF), drop(nir.CubaLIF)
-    old, ex.nir = ex.nir, shim
-    try:
-        return ex.export_to_nir(net, sample, ignore_dims=[0])
-    finally:
-        ex.nir = old
+
+def _per_neuron(n: tuple | int, value: float) -> torch.Tensor:
+    """snnTorch 1.0.0 exports a scalar beta/threshold as a 0-d NIR parameter, which nir >= 1.0.5's type inference
+    refuses inside export_to_nir; per-neuron parameters (NIR's convention) export."""
+    return torch.full((n,) if isinstance(n, int) else n, value)
 
 
 def _snntorch_rasters(net: torch.nn.Sequential, x: torch.Tensor, steps: int) -> dict[str, np.ndarray]:
@@ -89,15 +81,18 @@ def _measured_mismatches(label: str, ref: dict[str, np.ndarray], graph: nir.NIRG
     return mism
 
 
-def _leaky_mlp(reset_delay: bool, seed: int = 0, gain2: float = 1.0) -> torch.nn.Sequential:
+def _leaky_mlp(reset_delay: bool, seed: int = 0, gain2: float = 1.0, reset: str = "subtract") -> torch.nn.Sequential:
     """8 -> Leaky(16) -> Leaky(4); ``gain2`` scales the second weights (2: one step's input can exceed 2 θ)."""
     import snntorch as snn
 
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
-        torch.nn.Linear(8, 16, bias=False), snn.Leaky(beta=0.9, init_hidden=True, reset_delay=reset_delay),
+        torch.nn.Linear(8, 16, bias=False),
+        snn.Leaky(beta=_per_neuron(16, 0.9), threshold=_per_neuron(16, 1.0), init_hidden=True,
+                  reset_delay=reset_delay, reset_mechanism=reset),
         torch.nn.Linear(16, 4, bias=False),
-        snn.Leaky(beta=0.8, init_hidden=True, output=True, reset_delay=reset_delay))
+        snn.Leaky(beta=_per_neuron(4, 0.8), threshold=_per_neuron(4, 1.0), init_hidden=True, output=True,
+                  reset_delay=reset_delay, reset_mechanism=reset))
     with torch.no_grad():
         net[0].weight *= 3
         net[2].weight *= gain2
@@ -105,26 +100,38 @@ def _leaky_mlp(reset_delay: bool, seed: int = 0, gain2: float = 1.0) -> torch.nn
 
 
 @pytest.mark.skipif(not HAS_SNNTORCH, reason="snntorch not installed")
-def test_snntorch_leaky_mlp_spikes_equal(tmp_path):
-    """snnTorch Leaky (reset_delay=False: NIR's reset) -> export_to_nir -> file -> snnc: every spike equal."""
-    net = _leaky_mlp(reset_delay=False)
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_snntorch_leaky_mlp_spikes_equal(tmp_path, reset):
+    """snnTorch Leaky (reset_delay=False: NIR's immediate reset) -> export_to_nir -> file -> snnc: every spike equal.
+
+    snnTorch 1.0.0 writes v_reset = 0 whatever its reset_mechanism, so on nir >= 1.0.5 the file says "reset to
+    zero": a net trained with reset by subtraction (snnTorch's default) needs ImportOptions(reset="subtract"),
+    and read as the file says it differs (measured)."""
+    net = _leaky_mlp(reset_delay=False, reset=reset)
     g = _snntorch_export(net, torch.randn(1, 8))
     nir.write(tmp_path / "snntorch.nir", g)
     from snnc.compiler.frontend.nir_import import read_any
 
-    lg = fuse_synapses(lower(read_any(tmp_path / "snntorch.nir")))
+    raw = read_any(tmp_path / "snntorch.nir")
+    assert raw.nodes["1"].metadata["snnc.reset"] == "zero"  # v_reset stored: nir >= 1.0.5 semantics
+    lg = fuse_synapses(lower(raw, ImportOptions(reset=None if reset == "zero" else "subtract")))
     assert lg.metadata["snnc.nir_dt"] == pytest.approx(1e-4)  # inferred from r = tau / dt
     x = torch.rand(16, 8)
     ref = _snntorch_rasters(net, x, T)
-    mism = _measured_mismatches("snntorch Leaky MLP reset_delay=False", ref, lg, x)
+    mism = _measured_mismatches(f"snntorch Leaky MLP reset_delay=False reset={reset}", ref, lg, x)
     assert mism == {"1": 0, "3": 0}
-    # where one step's input exceeds 2 θ the post-reset potential stays above θ, and snnTorch (reset_delay=False)
-    # then tests the next step's spike on v - θ: a documented divergence from NIR's LIF, only in that layer
-    net2 = _leaky_mlp(reset_delay=False, gain2=2.0)
-    m2 = _compare(_snntorch_rasters(net2, x, T), fuse_synapses(lower(_snntorch_export(net2, torch.randn(1, 8)))),
-                  x.numpy().astype(np.float64), T)
-    print("MEASURE snntorch Leaky MLP reset_delay=False, input > 2 theta, mismatches", m2)
-    assert m2["1"] == 0
+    if reset == "subtract":
+        as_file = _compare(ref, fuse_synapses(lower(raw)), x.numpy().astype(np.float64), T)
+        print("MEASURE snntorch subtract-reset MLP read as its file says (reset to zero): mismatches", as_file)
+        assert as_file["1"] > 0
+        # where one step's input exceeds 2 θ the post-reset potential stays above θ, and snnTorch (reset_delay=False)
+        # then tests the next step's spike on v - θ: a documented divergence from NIR's LIF, only in that layer
+        net2 = _leaky_mlp(reset_delay=False, gain2=2.0)
+        m2 = _compare(_snntorch_rasters(net2, x, T),
+                      fuse_synapses(lower(_snntorch_export(net2, torch.randn(1, 8)), ImportOptions(reset="subtract"))),
+                      x.numpy().astype(np.float64), T)
+        print("MEASURE snntorch Leaky MLP reset_delay=False, input > 2 theta, mismatches", m2)
+        assert m2["1"] == 0
 
 
 @pytest.mark.skipif(not HAS_SNNTORCH, reason="snntorch not installed")
@@ -133,7 +140,8 @@ def test_snntorch_default_reset_delay_differs():
     net = _leaky_mlp(reset_delay=True)
     g = _snntorch_export(net, torch.randn(1, 8))
     x = torch.rand(16, 8)
-    mism = _compare(_snntorch_rasters(net, x, T), fuse_synapses(lower(g)), x.numpy().astype(np.float64), T)
+    mism = _compare(_snntorch_rasters(net, x, T), fuse_synapses(lower(g, ImportOptions(reset="subtract"))),
+                    x.numpy().astype(np.float64), T)
     print("MEASURE snntorch Leaky MLP reset_delay=True (default) mismatches", mism)
     assert sum(mism.values()) > 0
 
@@ -145,13 +153,16 @@ def test_snntorch_synaptic_conv_spikes_equal():
 
     torch.manual_seed(1)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 3, 3, bias=False), snn.Synaptic(alpha=0.5, beta=0.9, init_hidden=True, reset_delay=False),
+        torch.nn.Conv2d(1, 3, 3, bias=False),
+        snn.Synaptic(alpha=_per_neuron((3, 6, 6), 0.5), beta=_per_neuron((3, 6, 6), 0.9),
+                     threshold=_per_neuron((3, 6, 6), 1.0), init_hidden=True, reset_delay=False),
         torch.nn.Flatten(), torch.nn.Linear(108, 5, bias=False),
-        snn.Leaky(beta=0.8, init_hidden=True, output=True, reset_delay=False))
+        snn.Leaky(beta=_per_neuron(5, 0.8), threshold=_per_neuron(5, 1.0), init_hidden=True, output=True,
+                  reset_delay=False))
     with torch.no_grad():
         net[3].weight *= 3
     g = _snntorch_export(net, torch.rand(1, 1, 8, 8))
-    lg = fuse_synapses(lower(g))
+    lg = fuse_synapses(lower(g, ImportOptions(reset="subtract")))
     assert isinstance(lg.nodes["1"], nir.CubaLIF)
     x = torch.rand(8, 1, 8, 8)
     ref = _snntorch_rasters(net, x, T)
@@ -163,7 +174,7 @@ def test_snntorch_synaptic_conv_spikes_equal():
 def test_snntorch_graph_compiles_to_integer_and_lava(tmp_path):
     """compile_nir: quantized LIF/CubaLIF layers (du/dv from the time constants) run in the integer simulator;
     the integer run tracks the float run; Lava (when installed) matches the simulator spike for spike."""
-    net = _leaky_mlp(reset_delay=False)
+    net = _leaky_mlp(reset_delay=False, reset="zero")
     g = _snntorch_export(net, torch.randn(1, 8))
     nir.write(tmp_path / "m.nir", g)
     x = np.random.default_rng(0).random((32, 8))
@@ -191,8 +202,8 @@ def test_recurrent_rleaky_refused_by_name():
     import snntorch as snn
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 3), snn.RLeaky(beta=0.9, linear_features=3, init_hidden=True,
-                                                                output=True))
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), snn.RLeaky(beta=_per_neuron(3, 0.9), threshold=_per_neuron(3, 1.0),
+                                                                linear_features=3, init_hidden=True, output=True))
     g = _snntorch_export(net, torch.randn(1, 4))
     with pytest.raises(GraphError, match=r"recurrent edge: cycle .*1\.lif"):
         lower(g)
@@ -305,7 +316,7 @@ def test_snnc_graph_opens_in_sinabs():
 
 # ------------------------------------------------------------------------------------------- errors, inspect
 def _tiny(neuron) -> nir.NIRGraph:
-    return nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([3])}),
+    return make_graph(nodes={"in": nir.Input(input_type={"input": np.array([3])}),
                                "fc": nir.Linear(weight=np.eye(3)), "n": neuron,
                                "out": nir.Output(output_type={"output": np.array([3])})},
                         edges=[("in", "fc"), ("fc", "n"), ("n", "out")])
@@ -348,7 +359,7 @@ def test_delay_becomes_relay_layers():
         else:
             nodes["d"] = nir.Delay(delay=np.full(2, float(delay)))
             edges += [("a", "d"), ("d", "fc1")]
-        return nir.NIRGraph(nodes=nodes, edges=edges)
+        return make_graph(nodes=nodes, edges=edges)
 
     x = np.array([[1.0, 0.3]])
     r0 = simulate(fuse_synapses(lower(graph(None))), x, 10, rasters=True).rasters["b"]
@@ -365,10 +376,11 @@ def test_conv1d_lowered_exactly():
     """Conv1d -> IF: the dense lowering spikes like torch's conv1d driving the same IF."""
     rng = np.random.default_rng(0)
     w = rng.normal(size=(3, 2, 3))
-    g = nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([2, 10])}),
+    g = make_graph(nodes={"in": nir.Input(input_type={"input": np.array([2, 10])}),
                             "c": nir.Conv1d(input_shape=10, weight=w, stride=1, padding=1, dilation=1, groups=1,
                                             bias=np.zeros(3)),
-                            "n": nir.IF(r=np.ones((3, 10)), v_threshold=np.ones((3, 10))),
+                            "n": nir.IF(r=np.ones((3, 10)), v_threshold=np.ones((3, 10)),
+                                        metadata={"snnc.reset": "subtract"}),
                             "out": nir.Output(output_type={"output": np.array([3, 10])})},
                      edges=[("in", "c"), ("c", "n"), ("n", "out")])
     x = rng.random((4, 2, 10))

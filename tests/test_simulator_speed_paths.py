@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import nir
+from snnc.ir import make_graph
 import numpy as np
 import pytest
 import torch
@@ -130,13 +131,14 @@ def test_bad_engine_name_is_rejected():
 _MEM = textwrap.dedent("""
     import sys, numpy as np, torch, nir
     from snnc.backends.cpu.simulator import simulate
+    from snnc.ir import make_graph
     from snnc.ir import conventions as cv
     n = 4096
     rng = np.random.default_rng(0)
     w1 = rng.integers(-3, 4, (n, 64)).astype(float)
     w2 = rng.integers(-3, 4, (4, n)).astype(float)
     md = {cv.WEIGHT_EXP: 0, cv.WEIGHT_BITS: 8}
-    g = nir.NIRGraph(nodes={"input": nir.Input(np.array([64])), "fc1": nir.Linear(w1),
+    g = make_graph(nodes={"input": nir.Input(np.array([64])), "fc1": nir.Linear(w1),
         "l1": nir.IF(r=np.ones(n), v_threshold=np.full(n, 40.0)), "fc2": nir.Linear(w2),
         "ro": nir.I(r=np.ones(4)), "output": nir.Output(np.array([4]))},
         edges=[("input", "fc1"), ("fc1", "l1"), ("l1", "fc2"), ("fc2", "ro"), ("ro", "output")],

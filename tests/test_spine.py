@@ -5,6 +5,7 @@ import json
 import math
 
 import nir
+from snnc.ir import make_graph
 import numpy as np
 import pytest
 import torch
@@ -79,7 +80,7 @@ def _tiny_integer_graph(reset: str = "subtract") -> nir.NIRGraph:
     l2.metadata = {cv.WEIGHT_EXP: 0, cv.WEIGHT_BITS: 8}
     ro = nir.I(r=np.ones(1))
     ro.metadata = {cv.READOUT: True, "snnc.scale": 1.0}
-    return nir.NIRGraph(
+    return make_graph(
         nodes={"input": nir.Input(input_type={"input": np.array([2])}), "l1": l1, "if": if_, "l2": l2,
                "readout": ro, "output": nir.Output(output_type={"output": np.array([1])})},
         edges=[("input", "l1"), ("l1", "if"), ("if", "l2"), ("l2", "readout"), ("readout", "output")],

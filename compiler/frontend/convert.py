@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from snnc.compiler.train.clip_floor import ClipFloor
 from snnc.ir import conventions as cv
+from snnc.ir.nir_compat import make_graph
 from snnc.ir.errors import DataError, UnsupportedLayerError
 
 
@@ -384,8 +385,7 @@ def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None 
     ro.metadata = {cv.READOUT: True}
     low.add("readout", ro, [out_src])
     low.add("output", nir.Output(output_type={"output": np.array(out_shape)}), ["readout"])
-    graph = nir.NIRGraph(nodes=low.nodes, edges=low.edges, metadata={cv.KIND: cv.FLOAT,
-                                                                    cv.VERSION: cv.CONVENTION_VERSION})
+    graph = make_graph(low.nodes, low.edges, {cv.KIND: cv.FLOAT, cv.VERSION: cv.CONVENTION_VERSION})
     from snnc.ir.graph import validate
 
     validate(graph)

@@ -34,6 +34,7 @@ import nir
 import numpy as np
 
 from snnc.ir import conventions as cv
+from snnc.ir.nir_compat import make_graph
 from snnc.ir.errors import GraphError, NIRFileError, SnncError, UnsupportedLayerError
 
 DISCRETISATIONS = ("euler", "exp")
@@ -47,10 +48,15 @@ SPIKING = (nir.IF, nir.LIF, nir.CubaLIF, nir.Threshold)
 
 @dataclass
 class ImportOptions:
-    """dt: seconds per step (None: inferred, see module docstring); discretisation: "euler" or "exp"."""
+    """dt: seconds per step (None: inferred, see module docstring); discretisation: "euler" or "exp";
+    reset: None keeps each spiking node's reset as the graph says it (``snnc.reset``, else v = v_reset on
+    nir >= 1.0.5 nodes, v -= threshold on nir 1.0.4 files); "subtract" or "zero" sets every spiking node's reset
+    (for a file whose training used another reset than its nir release says, e.g. the NIR paper's
+    ``braille_noDelay_bias_zero.nir``, written by nir 1.0.x but trained with reset to zero)."""
 
     dt: float | None = None
     discretisation: str = "euler"
+    reset: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -82,25 +88,11 @@ def _to_numpy(graph: nir.NIRGraph) -> nir.NIRGraph:
 
 
 def read_any(path: str | os.PathLike) -> nir.NIRGraph:
-    """Read any NIR file without snnc's validation (nested graphs, Conv1d, Delay...); NIRFileError on damage."""
-    import h5py
+    """Read any NIR file without snnc's validation (nested graphs, Conv1d, Delay...); NIRFileError on damage.
+    Each spiking node's reset is explicit in ``snnc.reset`` (``snnc.ir.nirfile.read_foreign``)."""
+    from snnc.ir.nirfile import read_foreign
 
-    from snnc.ir.nirfile import _normalise
-
-    p = Path(path)
-    if not p.is_file():
-        raise NIRFileError(f"{p}: no such file")
-    try:
-        if not h5py.is_hdf5(p):
-            raise NIRFileError(f"{p}: not an HDF5 file (NIR files are HDF5)")
-        g = nir.read(p)
-    except NIRFileError:
-        raise
-    except Exception as e:  # nir/h5py raise many types for damaged or foreign files
-        raise NIRFileError(f"{p}: malformed NIR file ({type(e).__name__}: {e})") from None
-    if not isinstance(g, nir.NIRGraph):
-        raise NIRFileError(f"{p}: top-level node is a {type(g).__name__}, expected an NIRGraph")
-    return _normalise(g)
+    return read_foreign(path)
 
 
 def flatten_subgraphs(graph: nir.NIRGraph, prefix: str = "") -> nir.NIRGraph:
@@ -130,7 +122,7 @@ def flatten_subgraphs(graph: nir.NIRGraph, prefix: str = "") -> nir.NIRGraph:
         for a in exit_.get(s, [s]):
             for b in entry.get(d, [d]):
                 edges.append((a, b))
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(getattr(graph, "metadata", None) or {}))
+    return make_graph(nodes, edges, dict(getattr(graph, "metadata", None) or {}))
 
 
 def _check_acyclic(graph: nir.NIRGraph) -> None:
@@ -270,10 +262,25 @@ class _Lowered:
     note: str = ""
 
 
-def lower_node(name: str, node: Any, dt: float, how: str, readout: bool) -> _Lowered:
-    """Lower one NIR node to snnc's canonical form; raises a named error when Loihi/snnc cannot express it."""
+def spiking_reset(name: str, node: Any, override: str | None = None) -> str:
+    """The reset a spiking node is lowered with (``ImportOptions.reset``); v = v_reset needs v_reset = 0."""
+    if override not in (None, "subtract", "zero"):
+        raise GraphError(f"reset must be 'subtract', 'zero' or None (as the graph says), got {override!r}")
+    reset = override or cv.reset_mode(node)
+    vr = getattr(node, "v_reset", None)
+    if reset == "zero" and vr is not None and np.any(np.asarray(vr) != 0):
+        raise UnsupportedLayerError(f"node {name!r}: field 'v_reset' must be 0 with reset to a potential (snnc and "
+                                    "Lava reset to 0 or by subtraction)")
+    return reset
+
+
+def lower_node(name: str, node: Any, dt: float, how: str, readout: bool, reset: str | None = None) -> _Lowered:
+    """Lower one NIR node to snnc's canonical form; raises a named error when Loihi/snnc cannot express it.
+    ``reset``: ImportOptions.reset (None: as the node says)."""
     md = dict(getattr(node, "metadata", None) or {})
     tname = type(node).__name__
+    if isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF)):
+        md[cv.RESET] = spiking_reset(name, node, reset)
     if isinstance(node, (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Scale, nir.Conv2d, nir.SumPool2d,
                          nir.AvgPool2d, nir.Flatten, nir.Conv1d)):
         return _Lowered(node, note="kept")
@@ -310,10 +317,6 @@ def lower_node(name: str, node: Any, dt: float, how: str, readout: bool) -> _Low
         if np.any(vl != 0):
             raise UnsupportedLayerError(f"node {name!r}: field 'v_leak' must be 0; Lava's LIF decays toward 0 "
                                         "(a leak potential would be a bias, which NIR cannot attach here)")
-        vr = getattr(node, "v_reset", None)
-        if vr is not None and np.any(np.asarray(vr) != 0):
-            raise UnsupportedLayerError(f"node {name!r}: field 'v_reset' must be 0 (snnc resets by subtraction "
-                                        "or to zero)")
         beta = _decay(tau, dt, how, name, "tau_mem" if cuba else "tau")
         gain = r * dt / tau
         spiking = isinstance(node, (nir.LIF, nir.CubaLIF))
@@ -418,7 +421,7 @@ def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRG
 
     for name, node in g.nodes.items():
         readout = name in out_preds
-        low = lower_node(name, node, dt, o.discretisation, readout)
+        low = lower_node(name, node, dt, o.discretisation, readout, o.reset)
         in_shape = shapes[[s for s, d in g.edges if d == name][0]] if not isinstance(node, nir.Input) else None
         n = low.node
         if isinstance(node, nir.Delay):
@@ -485,7 +488,7 @@ def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRG
     md = dict(getattr(g, "metadata", None) or {})
     md.update({DT: dt, DISCRETISATION: o.discretisation})
     md.setdefault(cv.KIND, cv.FLOAT)
-    res = nir.NIRGraph(nodes=nodes, edges=edges, metadata=md)
+    res = make_graph(nodes, edges, md)
     validate(res)
     return res
 
@@ -548,7 +551,7 @@ def deployability(graph: nir.NIRGraph, options: ImportOptions | None = None) -> 
     for name, node in g.nodes.items():
         row = {"name": name, "type": type(node).__name__}
         try:
-            low = lower_node(name, node, dt, o.discretisation, name in outs)
+            low = lower_node(name, node, dt, o.discretisation, name in outs, o.reset)
             if name in cyc:
                 raise GraphError(graph_err)
             if isinstance(node, nir.Threshold):

@@ -15,6 +15,7 @@ import torch
 from snnc.backends.cpu.plan import Connection, Plan, build_plan
 from snnc.backends.cpu.simulator import _Synapse
 from snnc.ir import conventions as cv
+from snnc.ir.nir_compat import make_graph
 from snnc.ir.errors import UnsupportedLayerError
 from snnc.ir.graph import Graph, conv2d_params, pool_params, validate
 
@@ -218,6 +219,6 @@ def fuse_synapses(graph: Graph) -> Graph:
         if isinstance(graph.nodes[d], nir.Output):
             edges.append((s, d))
     # keep neuron order as in the source graph
-    out = nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(graph.metadata or {}))
+    out = make_graph(nodes, edges, dict(graph.metadata or {}))
     validate(out)
     return out
