@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 
 import nir
-from snnc.ir import make_graph
+from snnc.ir import make_graph, nir_compat
 import numpy as np
 import pytest
 import torch
@@ -20,7 +20,10 @@ from snnc.compiler.frontend.nir_import import ImportOptions, compile_nir, deploy
 from snnc.compiler.passes.fuse_synapses import fuse_synapses
 from snnc.ir.errors import GraphError, QuantizationError, UnsupportedLayerError
 
-HAS_SNNTORCH = importlib.util.find_spec("snntorch") is not None
+HAS_SNNTORCH = importlib.util.find_spec("snntorch") is not None and importlib.util.find_spec("nirtorch") is not None
+NO_SNNTORCH = ("snnTorch 1.0.0's export_to_nir needs nirtorch and nir >= 1.0.6 (it passes v_reset); installed: "
+               f"snntorch {HAS_SNNTORCH}, nir {nir.version}")
+HAS_SNNTORCH = HAS_SNNTORCH and nir_compat.HAS_V_RESET
 HAS_SINABS = importlib.util.find_spec("sinabs") is not None
 HAS_LAVA = importlib.util.find_spec("lava") is not None
 T = 24
@@ -99,7 +102,7 @@ def _leaky_mlp(reset_delay: bool, seed: int = 0, gain2: float = 1.0, reset: str 
     return net
 
 
-@pytest.mark.skipif(not HAS_SNNTORCH, reason="snntorch not installed")
+@pytest.mark.skipif(not HAS_SNNTORCH, reason=NO_SNNTORCH)
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 def test_snntorch_leaky_mlp_spikes_equal(tmp_path, reset):
     """snnTorch Leaky (reset_delay=False: NIR's immediate reset) -> export_to_nir -> file -> snnc: every spike equal.
@@ -134,7 +137,7 @@ def test_snntorch_leaky_mlp_spikes_equal(tmp_path, reset):
         assert m2["1"] == 0
 
 
-@pytest.mark.skipif(not HAS_SNNTORCH, reason="snntorch not installed")
+@pytest.mark.skipif(not HAS_SNNTORCH, reason=NO_SNNTORCH)
 def test_snntorch_default_reset_delay_differs():
     """snnTorch's default reset_delay=True subtracts the threshold one step late and undecayed: not NIR's LIF."""
     net = _leaky_mlp(reset_delay=True)
@@ -146,7 +149,7 @@ def test_snntorch_default_reset_delay_differs():
     assert sum(mism.values()) > 0
 
 
-@pytest.mark.skipif(not HAS_SNNTORCH, reason="snntorch not installed")
+@pytest.mark.skipif(not HAS_SNNTORCH, reason=NO_SNNTORCH)
 def test_snntorch_synaptic_conv_spikes_equal():
     """Conv2d -> Synaptic (CubaLIF) -> Flatten -> Linear -> Leaky: every spike equal in float mode."""
     import snntorch as snn
@@ -170,7 +173,7 @@ def test_snntorch_synaptic_conv_spikes_equal():
     assert mism == {"1": 0, "4": 0}
 
 
-@pytest.mark.skipif(not HAS_SNNTORCH, reason="snntorch not installed")
+@pytest.mark.skipif(not HAS_SNNTORCH, reason=NO_SNNTORCH)
 def test_snntorch_graph_compiles_to_integer_and_lava(tmp_path):
     """compile_nir: quantized LIF/CubaLIF layers (du/dv from the time constants) run in the integer simulator;
     the integer run tracks the float run; Lava (when installed) matches the simulator spike for spike."""
@@ -197,7 +200,7 @@ def test_snntorch_graph_compiles_to_integer_and_lava(tmp_path):
             assert np.array_equal(sim.rasters[n], lav.rasters[n]), n
 
 
-@pytest.mark.skipif(not HAS_SNNTORCH, reason="snntorch not installed")
+@pytest.mark.skipif(not HAS_SNNTORCH, reason=NO_SNNTORCH)
 def test_recurrent_rleaky_refused_by_name():
     import snntorch as snn
 
