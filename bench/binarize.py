@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 import time
 
+import snnc
 import torch
 import torch.nn as nn
-
-from snnc.compiler.data import digits
-from snnc.compiler.passes.binarize_select import ESTIMATORS, auto_binarize
-from snnc.compiler.pipeline import compile_model
-from snnc.compiler.train.binary_finetune import finetuned_float_graph
-from snnc.compiler.zoo import DigitsCNN, train
+from snnc.binarize_search import ESTIMATORS, auto_binarize
+from snnc.data import digits
+from snnc.train.binary_finetune import finetuned_float_graph
+from snnc.train.fit import fit
+from snnc.zoo import DigitsCNN
 
 
 class DeepCNN(nn.Module):
@@ -39,7 +39,7 @@ class DeepCNN(nn.Module):
 def run(name: str, model: nn.Module, data, steps: int, ft: int, allow_first_last: bool, measure: bool,
         finetune: bool):
     (xtr, ytr), (xte, yte) = data
-    c = compile_model(model, xtr)
+    c = snnc.compile(model, xtr)
     f = (lambda labs: finetuned_float_graph(model, labs, xtr, ytr, ft)) if finetune else None
     t0 = time.perf_counter()
     o = auto_binarize(c.float_graph, c.int_graph, xtr, ytr, xte, yte, "auto", 0.5, None, steps,
@@ -59,8 +59,8 @@ def main() -> None:
     a = ap.parse_args()
     data = digits("train"), digits("test")
     (xtr, ytr), _ = data
-    nets = {"digits CNN": train(DigitsCNN(), xtr, ytr, epochs=a.epochs, seed=0),
-            "deep CNN (6 layers)": train(DeepCNN(), xtr, ytr, epochs=a.epochs, seed=0)}
+    nets = {"digits CNN": fit(DigitsCNN(), xtr, ytr, epochs=a.epochs, seed=0),
+            "deep CNN (6 layers)": fit(DeepCNN(), xtr, ytr, epochs=a.epochs, seed=0)}
     rows = []
     for name, m in nets.items():
         rows.append(run(name, m, data, a.steps, a.finetune, False, True, False))

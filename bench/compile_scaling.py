@@ -27,7 +27,7 @@ import torch.nn as nn
 
 def resnet(depth: int, width: int = 4) -> nn.Module:
     """CIFAR-layout ResNet with ``depth`` = 2 + 2 x blocks weighted layers on (N, 1, 8, 8) inputs."""
-    from snnc.compiler.zoo_resnet import BasicBlock, DigitsResNet
+    from snnc.zoo import BasicBlock, DigitsResNet
 
     nb = (depth - 2) // 2
     if depth < 8 or (depth - 2) % 2:
@@ -48,15 +48,15 @@ def one(depth: int, calib_samples: int, calib_steps: int) -> dict:
     """Compile one depth in this process; returns stage seconds and peak RSS."""
     import resource
 
-    from snnc.compiler.data import digits
-    from snnc.compiler.pipeline import compile_model
+    import snnc
+    from snnc.data import digits
     from snnc.ir.graph import write
 
     torch.manual_seed(0)
     x, _ = digits("train")
     model = resnet(depth)
     t0 = time.perf_counter()
-    c = compile_model(model, x[:max(calib_samples, 1)], calib_steps=calib_steps)
+    c = snnc.compile(model, x[:max(calib_samples, 1)], calib_steps=calib_steps)
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         write(c.int_graph, Path(d) / "net.nir")

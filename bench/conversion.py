@@ -20,8 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def _table(title: str, rows: list[dict], ann: float) -> None:
     from rich.console import Console
     from rich.table import Table
-
-    from snnc.compiler.commands.sweep import SweepRow
+    from snnc.sweep import SweepRow
 
     label = {id(r): SweepRow(**r).label for r in rows}
     labels = list(dict.fromkeys(label.values()))
@@ -46,9 +45,9 @@ def main() -> None:
     ap.add_argument("--deep-json")
     ap.add_argument("--seeds", default="1", help="comma list of training seeds for the digits QCFS run")
     args = ap.parse_args()
-    from examples.digits.qcfs import main as digits_main
+    from snnc.sweep import SweepRow
 
-    from snnc.compiler.commands.sweep import SweepRow
+    from examples.digits.qcfs import main as digits_main
 
     summary = {}
     for seed in [int(s) for s in args.seeds.split(",")]:

@@ -20,28 +20,28 @@ def main() -> None:
     ap.add_argument("--plots", default="bench/out/energy")
     a = ap.parse_args()
 
+    import snnc
     from rich.console import Console
     from rich.table import Table
-
+    from snnc.analysis.energy import MODELS
+    from snnc.analysis.macs import graph_macs
+    from snnc.analysis.plots import write_all
+    from snnc.analysis.report import energy_report
     from snnc.backends.cpu.simulator import simulate
-    from snnc.compiler.analysis.energy import MODELS
-    from snnc.compiler.analysis.macs import graph_macs
-    from snnc.compiler.analysis.plots import write_all
-    from snnc.compiler.analysis.report import energy_report
-    from snnc.compiler.data import digits
-    from snnc.compiler.frontend.convert import convert
-    from snnc.compiler.passes.fold_batchnorm import fold_batchnorm
-    from snnc.compiler.pipeline import compile_model
-    from snnc.compiler.zoo import DigitsCNN, accuracy, train
+    from snnc.data import digits
+    from snnc.frontend.convert import convert
+    from snnc.passes.fold_batchnorm import fold_batchnorm
+    from snnc.train.fit import accuracy, fit
+    from snnc.zoo import DigitsCNN
 
     t0 = time.perf_counter()
     (xtr, ytr), (xte, yte) = digits("train"), digits("test")
     if a.samples:
         xte, yte = xte[:a.samples], yte[:a.samples]
     torch.manual_seed(0)
-    model = train(DigitsCNN(), xtr, ytr, epochs=30, seed=0)
+    model = fit(DigitsCNN(), xtr, ytr, epochs=30, seed=0)
     ann_acc = accuracy(model, xte, yte)
-    c = compile_model(model, xtr)
+    c = snnc.compile(model, xtr)
     g = c.int_graph
     # the source ANN's own MACs (pool and a 512 x 10 fc, before fuse_synapses folds the pool into a 2048 x 10 fc)
     src_macs = sum(graph_macs(fold_batchnorm(convert(model, xtr))).values())

@@ -16,7 +16,6 @@ Usage: python bench/fuzz.py [--valid N] [--mutations N] [--seed S]; ends with on
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import sys
@@ -28,14 +27,13 @@ from pathlib import Path
 
 import h5py
 import nir
-from snnc.ir import make_graph
 import numpy as np
-
-from snnc.backends.cpu.simulator import quantize_input, simulate
-from snnc.compiler.passes.quantize import quantize_with_report
-from snnc.ir import NIRFileError, SnncError, graphs_equal, read, write
+from snnc.backends.cpu.simulator import simulate
+from snnc.ir import NIRFileError, SnncError, graphs_equal, make_graph, read, write
 from snnc.ir import conventions as cv
+from snnc.ir.chain import quantize_input
 from snnc.ir.graph import copy_graph, infer_shapes, input_name
+from snnc.pipeline import quantize
 
 
 def random_float_graph(rng: np.random.Generator, depth: int | None = None) -> nir.NIRGraph:
@@ -101,7 +99,8 @@ def valid_case(seed: int, steps: int = 8, tmpdir: str | None = None) -> dict:
     tame = bool(cv.meta(gf, "fuzz.tame", False))
     x = rng.uniform(0 if tame else -1, 1, (16, n_in)) * (rng.random((16, 1)) < 0.9)
     bits = int(rng.integers(2, 9))
-    gi, rep = quantize_with_report(gf, weight_bits=bits, calib=x, calib_steps=steps)
+    q = quantize(gf, x, weight_bits=bits, calib_steps=steps, bias_onset=False)
+    gi, rep = q.int_graph, q.report
     ri = simulate(gi, x, steps)
     rt = simulate(float_twin(gi), quantize_input(gi, x), steps)
     out = {"events": ri.total_events() > 0, "floor": any(s["weight_exp"] < 0 for lq in rep.layers
@@ -213,7 +212,7 @@ def seed_files(folder: str) -> list[bytes]:
     rng = np.random.default_rng(0)
     gf = random_float_graph(rng, depth=1)
     n_in = int(np.asarray(gf.nodes["input"].input_type["input"])[0])
-    gi = quantize_with_report(gf, calib=rng.uniform(-1, 1, (8, n_in)), calib_steps=4)[0]
+    gi = quantize(gf, rng.uniform(-1, 1, (8, n_in)), calib_steps=4, bias_onset=False).int_graph
     conv = nir.Conv2d(input_shape=(4, 4), weight=rng.normal(0, 1, (2, 1, 3, 3)), stride=1, padding=1, dilation=1,
                       groups=1, bias=np.zeros(2))
     ro = nir.I(r=np.ones(4))
@@ -227,12 +226,12 @@ def seed_files(folder: str) -> list[bytes]:
                              "output": nir.Output(output_type={"output": np.array([4])})},
                       edges=[("input", "conv"), ("conv", "if"), ("if", "pool"), ("pool", "flat"), ("flat", "fc"),
                              ("fc", "readout"), ("readout", "output")], metadata={cv.KIND: cv.FLOAT})
-    from snnc.compiler.passes.fuse_synapses import fuse_synapses
+    from snnc.passes.fuse_synapses import fuse_synapses
 
     for node in gc.nodes.values():  # nir 1.0.4 nodes without a metadata field get one (as read() does)
         if getattr(node, "metadata", None) is None:
             node.metadata = {}
-    gci = quantize_with_report(fuse_synapses(gc), calib=rng.uniform(0, 1, (8, 1, 4, 4)), calib_steps=4)[0]
+    gci = quantize(fuse_synapses(gc), rng.uniform(0, 1, (8, 1, 4, 4)), calib_steps=4, bias_onset=False).int_graph
     for i, g in enumerate((gf, gi, gc, gci)):
         p = Path(folder) / f"seed{i}.nir"
         write(g, p)

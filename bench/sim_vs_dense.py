@@ -22,11 +22,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sim_vs_torch import best_of, digits_cnn  # noqa: E402
-
 from snnc.backends.cpu import exact_engine as ee  # noqa: E402
-from snnc.backends.cpu.plan import build_plan  # noqa: E402
-from snnc.backends.cpu.simulator import _Synapse, simulate  # noqa: E402
-from snnc.compiler.data import digits  # noqa: E402
+from snnc.backends.cpu.simulator import simulate  # noqa: E402
+from snnc.data import digits  # noqa: E402
+from snnc.ir.chain import Synapse
+from snnc.ir.plan import build_plan  # noqa: E402
 
 
 def dense_bound(model: torch.nn.Module, x: np.ndarray, steps: int, batch: int) -> float:
@@ -97,7 +97,7 @@ def main() -> None:
     cpu = torch.device("cpu")
     lat = res.latency_steps
     print(f"\n{'connection':24s} {'src rate':>8s} {'dense ms':>9s} {'event ms':>9s} {'winner':>7s}")
-    conns = ee.plan_connections([_Synapse(comp.int_graph, plan, c, True, cpu) for c in plan.connections], plan,
+    conns = ee.plan_connections([Synapse(comp.int_graph, plan, c, True, cpu) for c in plan.connections], plan,
                                 255.0, cpu)
     event_wins = []
     for c, cp in zip(plan.connections, conns):

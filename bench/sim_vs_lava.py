@@ -32,14 +32,15 @@ def _graph(model: str | None, epochs: int):
         from snnc.ir.errors import DataError
 
         raise DataError(f"{path}: no such NIR file")
-    from snnc.compiler.data import digits
-    from snnc.compiler.frontend.convert import ConvertOptions
-    from snnc.compiler.pipeline import compile_model
-    from snnc.compiler.zoo import DigitsCNN, train
+    import snnc
+    from snnc.data import digits
+    from snnc.frontend.convert import ConvertOptions
+    from snnc.train.fit import fit
+    from snnc.zoo import DigitsCNN
 
     xtr, ytr = digits("train")
-    net = train(DigitsCNN(), xtr, ytr, epochs=epochs)
-    return compile_model(net, xtr, ConvertOptions(v_init=0.5)).int_graph, f"digits CNN trained {epochs} epochs"
+    net = fit(DigitsCNN(), xtr, ytr, epochs=epochs)
+    return snnc.compile(net, xtr, ConvertOptions(v_init=0.5)).int_graph, f"digits CNN trained {epochs} epochs"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,16 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800.0)
     args = ap.parse_args(argv)
 
+    import torch
     from rich.console import Console
     from rich.table import Table
-
-    from snnc.backends.cpu.plan import build_plan
     from snnc.backends.cpu.simulator import simulate
     from snnc.backends.lava.runner import run_lava
     from snnc.backends.lava.verification import compare
-    from snnc.compiler.data import digits
-
-    import torch
+    from snnc.data import digits
+    from snnc.ir.plan import build_plan
 
     con = Console()
     g, origin = _graph(args.model, args.epochs)

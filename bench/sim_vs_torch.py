@@ -15,23 +15,24 @@ import argparse
 import time
 
 import numpy as np
+import snnc
 import torch
 import torch.nn.functional as F
-
-from snnc.backends.cpu.plan import build_plan
-from snnc.backends.cpu.simulator import _Synapse, simulate
-from snnc.compiler.data import digits
-from snnc.compiler.pipeline import compile_model
-from snnc.compiler.zoo import DigitsCNN, train
+from snnc.backends.cpu.simulator import simulate
+from snnc.data import digits
+from snnc.ir.chain import Synapse
 from snnc.ir.graph import Graph
+from snnc.ir.plan import build_plan
+from snnc.train.fit import fit
+from snnc.zoo import DigitsCNN
 
 
 def digits_cnn():
     """The trained digits CNN (seed 0, 30 epochs) and its compile."""
     xtr, ytr = digits("train")
     torch.manual_seed(0)  # the initial weights too: the same model every run
-    model = train(DigitsCNN(), xtr, ytr, epochs=30)
-    return model, compile_model(model, xtr)
+    model = fit(DigitsCNN(), xtr, ytr, epochs=30)
+    return model, snnc.compile(model, xtr)
 
 
 class TorchSNN:
@@ -43,7 +44,7 @@ class TorchSNN:
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.syn = []
         for c in self.plan.connections:
-            s = _Synapse(graph, self.plan, c, False, device)
+            s = Synapse(graph, self.plan, c, False, device)
             self.syn.append([tuple(o.to(torch.float32) if isinstance(o, torch.Tensor) else o for o in st)
                              for st in s.steps])
         self.theta = {}

@@ -1,4 +1,4 @@
-"""The ``snnc`` command line. Subcommands live in ``snnc.compiler.commands.*`` modules, each exposing
+"""The ``snnc`` command line. Subcommands live in ``snnc.commands.*`` modules, each exposing
 ``COMMANDS = [(name, help, add_arguments, run)]``; they are discovered at start-up.
 
 Every error derived from ``SnncError`` prints one line ``snnc: <Class>: <message>`` and exits with the class's
@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import pkgutil
 import sys
-from typing import Any, Callable
+from typing import Callable
 
 from snnc.ir.errors import SnncError
 
 
 def _discover() -> list[tuple[str, str, Callable, Callable]]:
-    import snnc.compiler.commands as pkg
+    import snnc.commands as pkg
 
     cmds = []
     for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
@@ -37,20 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sp.set_defaults(_run=run)
     return p
-
-
-def print_json(obj: Any) -> None:
-    """Print one JSON object on stdout (numpy scalars/arrays converted)."""
-    import numpy as np
-
-    def conv(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-    sys.stdout.write(json.dumps(obj, default=conv) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

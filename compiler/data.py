@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
 from snnc.ir.errors import DataError
 
 DIGITS_TEST_SIZE = 360

@@ -1,25 +1,80 @@
-"""The end-to-end compile: torch model -> float NIR (convert) -> fold BN -> fuse synapses -> quantize."""
+"""The compile pipeline: one ordered list of stages, one timing loop, for torch models and NIR graphs alike.
+
+  convert | import    torch.nn.Module -> float NIR graph (frontend/convert.py) | any NIR graph (frontend/nir_import)
+  tune                threshold tuning for T steps (passes/threshold_tuning.py)           torch models, optional
+  restructure         residual delay balancing with IF relays (frontend/residual.py)       optional
+  fold_batchnorm      BatchNorm affines into the neighbouring synapses
+  fuse_synapses       one synapse node per connection
+  calibrate           layer calibration for T steps (passes/layer_calibration.py)        torch models, optional
+  binarize            alpha * sign(W) in the chosen layers (passes/binarize.py)            optional
+  ranges              the float graph run on calibration data: per-layer ranges (CPU backend, for quantize)
+  quantize            integer graph in Lava's fixed point (passes/quantize.py)
+  bias_onset          pre-charge so each layer's bias starts with its input (passes/bias_onset.py), both graphs
+
+``compile`` runs them all; ``run_stages`` runs a slice (``start``/``stop`` stage names) on a graph already at that
+point: binarization search re-quantizes from ``binarize``, fine-tuning re-converts up to ``fuse_synapses``.
+"""
 from __future__ import annotations
 
-import functools
+import os
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable
 
+import nir
 import numpy as np
-import torch
-
-from snnc.compiler.frontend.convert import ConvertOptions, convert
-from snnc.compiler.passes.bias_onset import compensate_bias_onset
-from snnc.compiler.passes.fold_batchnorm import fold_batchnorm
-from snnc.compiler.passes.fuse_synapses import fuse_synapses
-from snnc.compiler.passes.quantize import QuantReport, quantize_with_report
+from snnc.frontend.convert import ConvertOptions
+from snnc.frontend.nir_import import ImportOptions
+from snnc.ir.errors import DataError
 from snnc.ir.graph import Graph
+from snnc.passes.quantize import QuantReport
+
+
+@dataclass
+class CompileOptions:
+    """Everything a compile takes beyond the model and the calibration data.
+
+    convert: conversion options (torch models); import_options: NIR graphs (dt, discretisation, reset)
+    weight_bits: 1..8 for every synapse, or {synapse name: bits}
+    calib_steps / calib_samples: the float range run that sizes the integer potentials (steps; samples)
+    bias_onset: pre-charge initial potentials so each layer's bias starts with its first input
+    tune_steps: analytic threshold tuning for this T (None: off); restructure: balance residual delays
+    calibrate_steps / calibrate_samples: layer calibration for this T (None: off) on that many samples
+    binarize: synapse node names of the fused graph to make alpha * sign(W); binary_per_channel: one alpha per
+        output channel (else per layer)"""
+
+    convert: ConvertOptions = field(default_factory=ConvertOptions)
+    import_options: ImportOptions = field(default_factory=ImportOptions)
+    weight_bits: int | dict = 8
+    calib_steps: int = 64
+    calib_samples: int = 256
+    bias_onset: bool = True
+    tune_steps: int | None = None
+    restructure: bool = False
+    calibrate_steps: int | None = None
+    calibrate_samples: int = 128
+    binarize: tuple[str, ...] = ()
+    binary_per_channel: bool = True
+
+    @classmethod
+    def of(cls, options: "CompileOptions | ConvertOptions | None" = None, **kw: Any) -> "CompileOptions":
+        """Options from a CompileOptions or a ConvertOptions, with keyword overrides of either's fields."""
+        o = options if isinstance(options, CompileOptions) else cls(
+            convert=options if isinstance(options, ConvertOptions) else ConvertOptions())
+        mine = {f.name for f in fields(cls)}
+        conv = {f.name for f in fields(ConvertOptions)}
+        unknown = [k for k in kw if k not in mine and k not in conv]
+        if unknown:
+            raise TypeError(f"compile() got unknown option(s) {unknown}")
+        o = replace(o, **{k: v for k, v in kw.items() if k in mine})
+        ck = {k: v for k, v in kw.items() if k in conv and k not in mine}
+        return replace(o, convert=replace(o.convert, **ck)) if ck else o
 
 
 @dataclass
 class Compiled:
-    """Both graphs of one compile: ``float_graph`` (fused, real-valued) and ``int_graph`` (Lava fixed point)."""
+    """One compile: ``float_graph`` (fused, real-valued), ``int_graph`` (Lava fixed point), the quantization report,
+    seconds per stage."""
 
     float_graph: Graph
     int_graph: Graph
@@ -27,49 +82,182 @@ class Compiled:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _run_passes(g: Graph, passes: Sequence[Callable[[Graph], Graph]], t: dict[str, float]) -> Graph:
-    """Apply ``passes`` in order, timing each under its name (a functools.partial under its function's)."""
-    for p in passes:
-        t0 = time.perf_counter()
-        g = p(g)
-        t[getattr(p, "__name__", None) or getattr(getattr(p, "func", None), "__name__", "pass")] = \
-            time.perf_counter() - t0
+@dataclass
+class Context:
+    """What the stages read: the source (torch model or NIR graph/path), calibration data, options; and what they
+    leave for later stages (ANN activations, ranges, the integer graph and its report)."""
+
+    source: Any
+    calib: np.ndarray
+    options: CompileOptions
+    int_graph: Graph | None = None
+    report: QuantReport | None = None
+    ranges: dict | None = None
+    _acts: dict | None = None
+
+    @property
+    def is_nir(self) -> bool:
+        return isinstance(self.source, (nir.NIRGraph, str, os.PathLike))
+
+    def activations(self, x: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """ANN activations of every ReLU-like layer (keyed by fx node name) on ``x`` (default: all calib data)."""
+        from snnc.passes.threshold_tuning import layer_activations
+
+        if x is not None:
+            return layer_activations(self.source, x)
+        if self._acts is None:
+            self._acts = layer_activations(self.source, self.calib)
+        return self._acts
+
+
+def _convert(ctx: Context, g: Graph | None) -> Graph:
+    if ctx.is_nir:
+        from snnc.frontend.nir_import import import_graph
+
+        return import_graph(ctx.source, ctx.options.import_options)
+    from snnc.frontend.convert import convert
+
+    return convert(ctx.source, ctx.calib, ctx.options.convert)
+
+
+def _tune(ctx: Context, g: Graph) -> Graph:
+    from snnc.passes.threshold_tuning import tune_thresholds
+
+    return tune_thresholds(g, ctx.activations(), ctx.options.tune_steps)
+
+
+def _restructure(ctx: Context, g: Graph) -> Graph:
+    from snnc.frontend.residual import balance_residual_delays
+
+    return balance_residual_delays(g)
+
+
+def _fold(ctx: Context, g: Graph) -> Graph:
+    from snnc.passes.fold_batchnorm import fold_batchnorm
+
+    return fold_batchnorm(g)
+
+
+def _fuse(ctx: Context, g: Graph) -> Graph:
+    from snnc.passes.fuse_synapses import fuse_synapses
+
+    g = fuse_synapses(g)
+    if ctx.is_nir:
+        from snnc.frontend.nir_import import check_cuba_bias
+
+        check_cuba_bias(g)
     return g
 
 
-def compile_model(model: torch.nn.Module, calib: np.ndarray, options: ConvertOptions | None = None,
-                  weight_bits: int | dict = 8, calib_steps: int = 64,
-                  float_passes: Sequence[Callable[[Graph], Graph]] = (), bias_onset: bool = True,
-                  fused_passes: Sequence[Callable[[Graph], Graph]] = (), calibrate_steps: int | None = None,
-                  calibrate_samples: int = 128, **convert_kw) -> Compiled:
-    """Convert, run ``float_passes`` (e.g. threshold tuning, residual delay balancing) on the converted graph,
-    fold BatchNorm, fuse synapses, run ``fused_passes`` and (``calibrate_steps``) layer calibration, quantize,
-    and (``bias_onset``) pre-charge initial potentials so each layer's bias starts with its first input, in both
-    graphs; times each stage (seconds)."""
-    t = {}
-    t0 = time.perf_counter()
-    g = convert(model, calib, options, **convert_kw)
-    t["convert"] = time.perf_counter() - t0
-    g = _run_passes(g, float_passes, t)
-    t0 = time.perf_counter()
-    g = fold_batchnorm(g)
-    t["fold_batchnorm"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    g = fuse_synapses(g)
-    t["fuse_synapses"] = time.perf_counter() - t0
-    if calibrate_steps:  # layer calibration for T = calibrate_steps on the first calibrate_samples samples
-        from snnc.compiler.passes.layer_calibration import calibrate_layers
-        from snnc.compiler.passes.threshold_tuning import layer_activations
+def _calibrate(ctx: Context, g: Graph) -> Graph:
+    from snnc.passes.layer_calibration import calibrate_layers
 
-        xc = np.asarray(calib[:calibrate_samples])
-        fused_passes = [*fused_passes, functools.partial(calibrate_layers, x=xc, acts=layer_activations(model, xc),
-                                                         steps=calibrate_steps)]
-    g = _run_passes(g, fused_passes, t)
-    t0 = time.perf_counter()
-    gi, rep = quantize_with_report(g, weight_bits=weight_bits, calib=calib, calib_steps=calib_steps)
-    t["quantize"] = time.perf_counter() - t0
-    if bias_onset:
-        t0 = time.perf_counter()
-        g, gi = compensate_bias_onset(g), compensate_bias_onset(gi)
-        t["bias_onset"] = time.perf_counter() - t0
-    return Compiled(g, gi, rep, t)
+    xc = np.asarray(ctx.calib[:ctx.options.calibrate_samples])
+    return calibrate_layers(g, xc, ctx.activations(xc), ctx.options.calibrate_steps)
+
+
+def _binarize(ctx: Context, g: Graph) -> Graph:
+    from snnc.passes.binarize import binarize
+
+    return binarize(g, list(ctx.options.binarize), ctx.options.binary_per_channel)
+
+
+def _ranges(ctx: Context, g: Graph) -> Graph:
+    from snnc.backends.cpu.ranges import calibration_ranges
+
+    o = ctx.options
+    ctx.ranges = calibration_ranges(g, np.asarray(ctx.calib[:o.calib_samples], dtype=np.float64), o.calib_steps)
+    return g
+
+
+def _quantize(ctx: Context, g: Graph) -> Graph:
+    from snnc.passes.quantize import quantize_with_report
+
+    ctx.int_graph, ctx.report = quantize_with_report(g, ctx.options.weight_bits, ctx.calib, ctx.ranges)
+    return g
+
+
+def _bias_onset(ctx: Context, g: Graph) -> Graph:
+    from snnc.passes.bias_onset import compensate_bias_onset
+
+    ctx.int_graph = compensate_bias_onset(ctx.int_graph)
+    return compensate_bias_onset(g)
+
+
+def _refuse_for_nir(what: str) -> Callable[[Context], bool]:
+    def when(ctx: Context) -> bool:
+        if ctx.is_nir:
+            raise DataError(f"{what}: the source is an NIR graph; it compares against the ANN's activations and "
+                            "needs the torch model")
+        return True
+    return when
+
+
+# (name, stage, runs when): the one order of compilation
+STAGES: list[tuple[str, Callable[[Context, Graph | None], Graph], Callable[[Context], bool]]] = [
+    ("convert", _convert, lambda c: True),
+    ("tune", _tune, lambda c: bool(c.options.tune_steps) and _refuse_for_nir("threshold tuning")(c)),
+    ("restructure", _restructure, lambda c: c.options.restructure),
+    ("fold_batchnorm", _fold, lambda c: True),
+    ("fuse_synapses", _fuse, lambda c: True),
+    ("calibrate", _calibrate, lambda c: bool(c.options.calibrate_steps) and _refuse_for_nir("layer calibration")(c)),
+    ("binarize", _binarize, lambda c: bool(c.options.binarize)),
+    ("ranges", _ranges, lambda c: True),
+    ("quantize", _quantize, lambda c: True),
+    ("bias_onset", _bias_onset, lambda c: c.options.bias_onset),
+]
+STAGE_NAMES = [s[0] for s in STAGES]
+
+
+def run_stages(ctx: Context, graph: Graph | None = None, start: str = "convert", stop: str | None = None,
+               seconds: dict[str, float] | None = None) -> Graph:
+    """Run the stages from ``start`` through ``stop`` (inclusive; None: to the end) on ``graph``, timing each."""
+    for name in (start, stop):
+        if name is not None and name not in STAGE_NAMES:
+            raise ValueError(f"unknown stage {name!r}; stages: {STAGE_NAMES}")
+    i0 = STAGE_NAMES.index(start)
+    i1 = len(STAGES) if stop is None else STAGE_NAMES.index(stop) + 1
+    t = seconds if seconds is not None else {}
+    g = graph
+    for name, stage, when in STAGES[i0:i1]:
+        if when(ctx):
+            t0 = time.perf_counter()
+            g = stage(ctx, g)
+            t[name] = time.perf_counter() - t0
+    return g
+
+
+def _check_calib(calib: Any) -> np.ndarray:
+    x = np.asarray(calib)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(f"calibration data must be (N, ...) with N >= 1 samples, got shape {x.shape}")
+    return x
+
+
+def compile(source: Any, calib: np.ndarray, options: CompileOptions | ConvertOptions | None = None,
+            **kw: Any) -> Compiled:
+    """Compile a trained ``torch.nn.Module`` or an NIR graph (``nir.NIRGraph`` or a path to an NIR file) into a
+    fused float graph and an integer graph for Lava (every stage of the module docstring).
+
+    calib: float inputs (N, *input_shape), normalised as the model expects: thresholds, ranges, input scale.
+    Keyword arguments override ``CompileOptions`` or ``ConvertOptions`` fields (weight_bits=, calibrate_steps=,
+    v_init=, method=, ...)."""
+    ctx = Context(source, _check_calib(calib), CompileOptions.of(options, **kw))
+    t: dict[str, float] = {}
+    g = run_stages(ctx, None, seconds=t)
+    return Compiled(g, ctx.int_graph, ctx.report, t)
+
+
+def quantize(graph: Graph, calib: np.ndarray, options: CompileOptions | None = None, **kw: Any) -> Compiled:
+    """A fused float graph from ``binarize`` on: binarize (if asked), ranges, quantize, bias onset."""
+    ctx = Context(graph, _check_calib(calib), CompileOptions.of(options, **kw))
+    t: dict[str, float] = {}
+    g = run_stages(ctx, graph, start="binarize", seconds=t)
+    return Compiled(g, ctx.int_graph, ctx.report, t)
+
+
+def float_graph(model: Any, calib: np.ndarray, options: CompileOptions | ConvertOptions | None = None,
+                **kw: Any) -> Graph:
+    """A torch model's fused float graph (the stages up to ``fuse_synapses``)."""
+    ctx = Context(model, _check_calib(calib), CompileOptions.of(options, **kw))
+    return run_stages(ctx, None, stop="fuse_synapses")

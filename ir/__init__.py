@@ -1,9 +1,29 @@
 """snnc IR: NIR graphs with the ``snnc.`` metadata convention, networkx ordering, validation, shapes, files."""
 from . import conventions
-from .errors import (BackendError, DataError, GraphError, NIRFileError, OverflowEventError, QuantizationError,
-                     SnncError, UnsupportedLayerError)
-from .graph import (Graph, copy_graph, infer_shapes, input_name, output_name, predecessors, read, successors,
-                    to_networkx, topo_order, validate, write)
+from .errors import (
+                     BackendError,
+                     DataError,
+                     GraphError,
+                     NIRFileError,
+                     OverflowEventError,
+                     QuantizationError,
+                     SnncError,
+                     UnsupportedLayerError,
+)
+from .graph import (
+                     Graph,
+                     copy_graph,
+                     infer_shapes,
+                     input_name,
+                     output_name,
+                     predecessors,
+                     read,
+                     successors,
+                     to_networkx,
+                     topo_order,
+                     validate,
+                     write,
+)
 from .nir_compat import make_graph
 from .nirfile import graphs_equal
 

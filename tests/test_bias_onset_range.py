@@ -7,14 +7,13 @@ import copy
 
 import numpy as np
 import pytest
+import snnc
 import torch
-
-from snnc.backends.cpu.plan import build_plan
 from snnc.backends.cpu.simulator import simulate
-from snnc.compiler.passes.bias_onset import compensate_bias_onset
-from snnc.compiler.pipeline import compile_model
 from snnc.ir import conventions as cv
 from snnc.ir.errors import QuantizationError
+from snnc.ir.plan import build_plan
+from snnc.passes.bias_onset import compensate_bias_onset
 
 DEPTH = 20
 
@@ -37,7 +36,7 @@ def _deep_mlp_with_bias() -> tuple[torch.nn.Module, np.ndarray]:
 
 def test_quantize_leaves_room_for_the_onset_precharge() -> None:
     m, x = _deep_mlp_with_bias()
-    c = compile_model(m, x)
+    c = snnc.compile(m, x)
     gi = c.int_graph
     plan = build_plan(gi)
     deep = plan.neurons[DEPTH - 1]  # the last hidden IF layer, depth 20
@@ -56,7 +55,7 @@ def test_quantize_leaves_room_for_the_onset_precharge() -> None:
 
 def test_bias_onset_refuses_a_precharge_outside_24_bits() -> None:
     m, x = _deep_mlp_with_bias()
-    c = compile_model(m, x, bias_onset=False)
+    c = snnc.compile(m, x, bias_onset=False)
     gi = copy.deepcopy(c.int_graph)
     plan = build_plan(gi)
     deep = plan.neurons[DEPTH - 1]

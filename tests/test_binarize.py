@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from snnc.compiler.analysis.weight_storage import pack_weights, total_bytes, unpack_weights, weight_storage
-from snnc.compiler.passes.binarize import binarize, binary_weight, weighted_layers
-from snnc.compiler.passes.binarize_select import estimate_layers, select_layers, spearman
-from snnc.compiler.passes.quantize import quantize_with_report
+from snnc.analysis.weight_storage import (
+    pack_weights,
+    total_bytes,
+    unpack_weights,
+    weight_storage,
+)
+from snnc.binarize_search import estimate_layers, select_layers, spearman
 from snnc.ir.errors import GraphError, QuantizationError
 from snnc.ir.graph import read, write
+from snnc.passes.binarize import binarize, binary_weight, weighted_layers
+from snnc.pipeline import quantize
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +35,8 @@ def test_binary_weight_two_values_per_channel():
 def test_integer_weights_two_values_per_group(fused, digits_data, per_channel):
     (xtr, _), _ = digits_data
     g = binarize(fused, ["conv2", "fc"], per_channel=per_channel)
-    gi, rep = quantize_with_report(g, calib=xtr[:64], calib_steps=16)
+    q = quantize(g, xtr[:64], calib_steps=16, bias_onset=False)
+    gi, rep = q.int_graph, q.report
     for name in ("conv2", "fc"):
         node = gi.nodes[name]
         w = np.asarray(node.weight)
@@ -43,7 +49,11 @@ def test_integer_weights_two_values_per_group(fused, digits_data, per_channel):
         k = np.log2(np.abs(gi.nodes["fc"].weight).max())
         assert k == np.round(k) and gi.nodes["fc"].metadata["snnc.weight_bits"] == 2
         mant = np.asarray(gi.nodes["fc"].weight) / 2.0 ** gi.nodes["fc"].metadata["snnc.weight_exp"]
-        from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+        from lava.utils.weightutils import (
+            clip_weights,
+            determine_sign_mode,
+            truncate_weights,
+        )
 
         mode = determine_sign_mode(mant.astype(np.int32))
         lava_w = truncate_weights(clip_weights(mant.astype(np.int32), mode, 8), mode, 2)
@@ -53,7 +63,7 @@ def test_integer_weights_two_values_per_group(fused, digits_data, per_channel):
 
 def test_storage_matches_written_bytes(fused, digits_data, tmp_path):
     (xtr, _), _ = digits_data
-    gi, _ = quantize_with_report(binarize(fused, ["conv2"]), calib=xtr[:64], calib_steps=16)
+    gi = quantize(binarize(fused, ["conv2"]), xtr[:64], calib_steps=16, bias_onset=False).int_graph
     path = tmp_path / "b.nir"
     write(gi, path)
     back = read(path)
@@ -65,7 +75,7 @@ def test_storage_matches_written_bytes(fused, digits_data, tmp_path):
         assert np.array_equal(w, np.asarray(back.nodes[k].weight))
     assert acct["conv2"].binary and acct["conv2"].bits_per_weight == 1
     assert acct["conv2"].bytes == 4608 // 8 + 32 + 1
-    assert total_bytes(gi) < total_bytes(quantize_with_report(fused, calib=xtr[:64], calib_steps=16)[0])
+    assert total_bytes(gi) < total_bytes(quantize(fused, xtr[:64], calib_steps=16, bias_onset=False).int_graph)
     # a binary layer that holds three values is caught when packing
     bad = back.nodes["conv2"]
     bad.weight = np.asarray(bad.weight).copy()
@@ -86,7 +96,7 @@ def test_fragile_layer_ranked_costlier(fused, digits_data):
 
 
 def test_select_policy_respects_budget_and_ends():
-    from snnc.compiler.passes.binarize_select import LayerEstimate
+    from snnc.binarize_search import LayerEstimate
 
     ests = [LayerEstimate("a", "a", 100, False, 101, 15, float_drop=0.0),
             LayerEstimate("b", "b", 1000, True, 1001, 140, float_drop=0.3),

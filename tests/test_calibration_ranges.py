@@ -8,14 +8,12 @@ import nir
 import numpy as np
 import pytest
 import torch
-
-from snnc.backends.cpu import simulator as S
-from snnc.compiler.data import digits
-from snnc.compiler.frontend.convert import convert
-from snnc.compiler.passes.fold_batchnorm import fold_batchnorm
-from snnc.compiler.passes.fuse_synapses import fuse_synapses
+from snnc.backends.cpu import ranges as S
+from snnc.data import digits
+from snnc.frontend.convert import convert
 from snnc.ir import conventions as cv
-
+from snnc.passes.fold_batchnorm import fold_batchnorm
+from snnc.passes.fuse_synapses import fuse_synapses
 from test_lava_backend import _inputs, cnn_graph, mlp_graph
 
 
@@ -28,12 +26,12 @@ def _float_twin(g: nir.NIRGraph) -> nir.NIRGraph:
 def _same(g, x, steps: int, batch_size: int = 256) -> None:
     ref = S.simulate(g, x, steps, batch_size=batch_size, track_ranges=True).ranges
     for block in (1 << 20, 0):  # one block per run, and 2 steps per block
-        old = S._CALIB_BLOCK_BYTES
-        S._CALIB_BLOCK_BYTES = block
+        old = S.BLOCK_BYTES
+        S.BLOCK_BYTES = block
         try:
             assert S.calibration_ranges(g, x, steps, batch_size=batch_size) == ref
         finally:
-            S._CALIB_BLOCK_BYTES = old
+            S.BLOCK_BYTES = old
 
 
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
@@ -44,7 +42,7 @@ def test_hand_graphs(reset: str) -> None:
 
 
 def test_converted_resnet_with_and_without_floor() -> None:
-    from snnc.compiler.zoo_resnet import DigitsResNet
+    from snnc.zoo import DigitsResNet
 
     x, _ = digits("train")
     torch.manual_seed(0)
@@ -60,15 +58,15 @@ def test_converted_resnet_with_and_without_floor() -> None:
 
 def test_a_changed_step_is_caught() -> None:
     """The comparison can fail: a one-ulp change of a shortcut weight shows in the ranges."""
-    from snnc.compiler.zoo_resnet import DigitsResNet
+    from snnc.zoo import DigitsResNet
 
     x, _ = digits("train")
     torch.manual_seed(0)
     g = fuse_synapses(fold_batchnorm(convert(DigitsResNet(n=1, width=4).eval(), x[:64])))
     ref = S.simulate(g, x[:16], 4, track_ranges=True).ranges
-    orig = S._pointwise_scale
+    orig = S.pointwise_scale
     try:
-        S._pointwise_scale = lambda syn: None if orig(syn) is None else (orig(syn)[0] * (1 + 1e-15), orig(syn)[1])
+        S.pointwise_scale = lambda syn: None if orig(syn) is None else (orig(syn)[0] * (1 + 1e-15), orig(syn)[1])
         assert S.calibration_ranges(g, x[:16], 4) != ref
     finally:
-        S._pointwise_scale = orig
+        S.pointwise_scale = orig

@@ -10,19 +10,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
 from snnc.backends.cpu.simulator import simulate
-from snnc.compiler.frontend.convert import convert
-from snnc.compiler.frontend.residual import balance_residual_delays, delay_imbalance
-from snnc.compiler.passes.threshold_tuning import layer_activations, tune_thresholds, tuning_factor
-from snnc.compiler.train import ClipFloor, swap_maxpool, swap_relu
+from snnc.frontend.convert import convert
+from snnc.frontend.residual import balance_residual_delays, delay_imbalance
 from snnc.ir import conventions as cv
 from snnc.ir.errors import UnsupportedLayerError
+from snnc.passes.threshold_tuning import (
+    layer_activations,
+    tune_thresholds,
+    tuning_factor,
+)
+from snnc.train import ClipFloor, swap_maxpool, swap_relu
 
 
 @pytest.fixture(scope="module")
 def xs() -> np.ndarray:
-    from snnc.compiler.data import digits
+    from snnc.data import digits
 
     return digits("train")[0][:96]
 
@@ -205,7 +208,7 @@ def test_maxpool_gives_named_error_and_swap_fixes_it(xs):
 # --- the sweep command ------------------------------------------------------------------------------------------
 
 def test_sweep_json_and_plot(tmp_path, capsys):
-    from snnc.compiler.cli import main
+    from snnc.cli import main
 
     p = tmp_path / "m.pt"
     torch.save(_cnn(), p)
@@ -230,7 +233,7 @@ def test_sweep_json_and_plot(tmp_path, capsys):
 def _small_resnet(xs: np.ndarray) -> nn.Module:
     """DigitsResNet(n=1, width=4) (ResNet-8: identity + two downsampling shortcuts, BN) with non-trivial BN:
     random bn2 gains (the zoo zero-inits them) and running statistics set by train-mode passes over ``xs``."""
-    from snnc.compiler.zoo_resnet import DigitsResNet
+    from snnc.zoo import DigitsResNet
 
     torch.manual_seed(3)
     m = DigitsResNet(n=1, width=4)
@@ -251,7 +254,7 @@ def test_resnet_compiled_float_snn_matches_ann_at_large_T(xs, tuned):
     DigitsResNet with downsampling shortcuts: at T=128 the float SNN reproduces the ANN's logits and classes.
     Without the potential floor: the unbounded IF is the one whose rate converges to the ANN's ReLU (a floor
     forgets inhibition, which biases rates upward where a neuron's drive changes sign over time)."""
-    from snnc.compiler.commands.sweep import compile_variant
+    from snnc.sweep import compile_variant
 
     m = _small_resnet(xs)
     x = xs[:32]
@@ -269,7 +272,7 @@ def test_resnet_compiled_float_snn_matches_ann_at_large_T(xs, tuned):
 # --- layer calibration (threshold factor + bias shift measured on the SNN) ---------------------------------------
 
 def test_layer_calibration_lowers_T4_error_on_held_out_samples(xs):
-    from snnc.compiler.commands.sweep import compile_variant
+    from snnc.sweep import compile_variant
 
     m = _small_resnet(xs)
     xc, xt = xs[:64], xs[64:]
@@ -284,12 +287,12 @@ def test_layer_calibration_lowers_T4_error_on_held_out_samples(xs):
 def test_layer_calibration_measures_what_the_simulator_runs(xs):
     """The error each layer records is the error the simulator shows for that layer over its T-step window, on
     the same samples, after the bias-onset pass: the pass's own IF run equals the simulator's."""
-    from snnc.backends.cpu.plan import build_plan
-    from snnc.compiler.frontend.convert import ConvertOptions
-    from snnc.compiler.passes.bias_onset import compensate_bias_onset
-    from snnc.compiler.passes.fold_batchnorm import fold_batchnorm
-    from snnc.compiler.passes.fuse_synapses import fuse_synapses
-    from snnc.compiler.passes.layer_calibration import calibrate_layers
+    from snnc.frontend.convert import ConvertOptions
+    from snnc.ir.plan import build_plan
+    from snnc.passes.bias_onset import compensate_bias_onset
+    from snnc.passes.fold_batchnorm import fold_batchnorm
+    from snnc.passes.fuse_synapses import fuse_synapses
+    from snnc.passes.layer_calibration import calibrate_layers
 
     m = _small_resnet(xs)
     x, T = xs[:24], 6
@@ -312,7 +315,7 @@ def test_layer_calibration_measures_what_the_simulator_runs(xs):
 
 
 def test_compile_calibrate_writes_a_calibrated_graph(tmp_path, capsys):
-    from snnc.compiler.cli import main
+    from snnc.cli import main
     from snnc.ir.graph import read
 
     p, out = tmp_path / "m.pt", tmp_path / "m.nir"
@@ -321,7 +324,7 @@ def test_compile_calibrate_writes_a_calibrated_graph(tmp_path, capsys):
                "--calib-steps", "8", "--json"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
-    assert "calibrate_layers" in res["stages"]
+    assert "calibrate" in res["stages"]
     ifs = [nd for nd in read(str(out)).nodes.values() if isinstance(nd, nir.IF)]
     assert ifs and all(cv.meta(nd, "snnc.bias_shift") is not None for nd in ifs)
     assert main(["compile", str(out), "-o", str(tmp_path / "x.nir"), "--calibrate", "4"]) != 0

@@ -6,21 +6,21 @@ import json
 import math
 
 import nir
-from snnc.ir import make_graph
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
-from snnc.backends.cpu.plan import build_plan
-from snnc.backends.cpu.simulator import quantize_input, simulate
-from snnc.compiler.analysis.energy import MODELS, get_model
-from snnc.compiler.analysis.macs import connection_macs, graph_macs
-from snnc.compiler.analysis.report import energy_report
-from snnc.compiler.analysis.sops import count_ops, fanout_map, sops_from_rasters, sops_from_rates
-from snnc.compiler.analysis.spike_stats import spike_stats
+from snnc.analysis.energy import MODELS, get_model
+from snnc.analysis.macs import connection_macs, graph_macs
+from snnc.analysis.report import energy_report
+from snnc.analysis.sops import count_ops, fanout_map, sops_from_rasters, sops_from_rates
+from snnc.analysis.spike_stats import spike_stats
+from snnc.backends.cpu.simulator import simulate
 from snnc.ir import conventions as cv
+from snnc.ir import make_graph
+from snnc.ir.chain import quantize_input
 from snnc.ir.errors import DataError
+from snnc.ir.plan import build_plan
 
 
 def _if(shape, vth=1.0):
@@ -153,13 +153,13 @@ def test_residual_fan_in_counts_each_path():
 def small_compiled(digits_data):
     """The digits CNN converted and quantized (untrained, seed 0: SOP counting needs spikes, not accuracy; a small
     calibration keeps this file fast)."""
-    from snnc.compiler.pipeline import compile_model
-    from snnc.compiler.zoo import DigitsCNN
+    import snnc
+    from snnc.zoo import DigitsCNN
 
     (xtr, _), _ = digits_data
     torch.manual_seed(0)
     model = DigitsCNN().eval()
-    return model, compile_model(model, xtr[:256], calib_steps=16)
+    return model, snnc.compile(model, xtr[:256], calib_steps=16)
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +289,7 @@ def test_energy_models_and_errors():
 
 def test_cli_energy_json_and_plots(tmp_path, small_compiled, capsys):
     digits_compiled = small_compiled[1]
-    from snnc.compiler.cli import main
+    from snnc.cli import main
     from snnc.ir import write
 
     p = tmp_path / "m.nir"

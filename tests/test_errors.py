@@ -9,19 +9,27 @@ from pathlib import Path
 
 import h5py
 import nir
-from snnc.ir import make_graph
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
 from snnc.backends.cpu.simulator import simulate
-from snnc.compiler.passes.quantize import quantize_with_report
-from snnc.ir import (BackendError, DataError, GraphError, NIRFileError, OverflowEventError, QuantizationError,
-                     SnncError, UnsupportedLayerError, read, write)
+from snnc.ir import (
+    BackendError,
+    DataError,
+    GraphError,
+    NIRFileError,
+    OverflowEventError,
+    QuantizationError,
+    UnsupportedLayerError,
+    make_graph,
+    read,
+    write,
+)
 from snnc.ir import conventions as cv
+from snnc.pipeline import quantize
 
-SNNC = [sys.executable, "-m", "snnc.compiler.cli"]
+SNNC = [sys.executable, "-m", "snnc.cli"]
 ALL_ERRORS = [UnsupportedLayerError, GraphError, NIRFileError, QuantizationError, BackendError, DataError,
               OverflowEventError]
 
@@ -138,7 +146,7 @@ def test_exit_codes_are_distinct_and_documented():
 
 @pytest.mark.parametrize("cls", ALL_ERRORS)
 def test_cli_prints_one_line_per_class(cls, monkeypatch, capsys):
-    from snnc.compiler import cli
+    from snnc import cli
 
     def boom(args):
         raise cls(f"node 'x': field 'y' is wrong ({cls.__name__})")
@@ -232,7 +240,8 @@ def test_quantize_report_states_ranges_against_lava_limits():
                      edges=[("input", "l1"), ("l1", "if"), ("if", "l2"), ("l2", "readout"), ("readout", "output")],
                      metadata={cv.KIND: cv.FLOAT})
     x = rng.uniform(-1, 1, (64, 5))
-    gi, rep = quantize_with_report(g, calib=x, calib_steps=16)
+    q = quantize(g, x, calib_steps=16, bias_onset=False)
+    gi, rep = q.int_graph, q.report
     r = simulate(gi, x, 16)
     for lq in rep.layers:
         rg = lq.ranges

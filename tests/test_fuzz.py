@@ -47,9 +47,9 @@ def test_mutated_nir_files(seed_files, which, seed, tmp_path):
 def test_the_checks_can_fail():
     """The exact check is not vacuous: a graph whose twin differs (a threshold moved by one) is caught."""
     import numpy as np
-
-    from snnc.backends.cpu.simulator import quantize_input, simulate
-    from snnc.compiler.passes.quantize import quantize_with_report
+    from snnc.backends.cpu.simulator import simulate
+    from snnc.ir.chain import quantize_input
+    from snnc.pipeline import quantize
 
     for seed in range(200):
         rng = np.random.default_rng(seed)
@@ -58,7 +58,8 @@ def test_the_checks_can_fail():
             continue
         n_in = int(np.asarray(gf.nodes["input"].input_type["input"])[0])
         x = rng.uniform(0, 1, (16, n_in))
-        gi, rep = quantize_with_report(gf, calib=x, calib_steps=8)
+        q = quantize(gf, x, calib_steps=8, bias_onset=False)
+        gi, rep = q.int_graph, q.report
         ri = simulate(gi, x, 8)
         if ri.total_events() or any(s["weight_exp"] < 0 for lq in rep.layers for s in lq.synapses.values()) \
                 or ri.spike_counts["if0"].sum() == 0:

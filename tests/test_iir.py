@@ -3,26 +3,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import snnc
 import torch
-
 from snnc.backends.cpu.simulator import simulate
-from snnc.compiler.data import digits
-from snnc.compiler.frontend.convert import ConvertOptions
-from snnc.compiler.passes.bias_onset import ONSET
-from snnc.compiler.passes.quantize import quantize_with_report
-from snnc.compiler.pipeline import compile_model
-from snnc.compiler.train.iir import finetune_few_steps, spiking_module
-from snnc.compiler.zoo import DigitsCNN, train
+from snnc.data import digits
+from snnc.frontend.convert import ConvertOptions
 from snnc.ir import conventions as cv
 from snnc.ir.errors import DataError, GraphError
+from snnc.passes.bias_onset import ONSET
+from snnc.pipeline import quantize
+from snnc.train.fit import fit
+from snnc.train.iir import finetune_few_steps, spiking_module
+from snnc.zoo import DigitsCNN
 
 
 @pytest.fixture(scope="module")
 def compiled():
     torch.set_num_threads(1)
     xtr, ytr = digits("train")
-    m = train(DigitsCNN(), xtr[:512], ytr[:512], epochs=3)
-    return compile_model(m, xtr[:256], ConvertOptions(v_init=0.5), calib_steps=8), xtr, ytr
+    m = fit(DigitsCNN(), xtr[:512], ytr[:512], epochs=3)
+    return snnc.compile(m, xtr[:256], ConvertOptions(v_init=0.5), calib_steps=8), xtr, ytr
 
 
 @pytest.mark.parametrize("steps", [1, 3])
@@ -48,7 +48,7 @@ def test_finetune_t1_raises_accuracy_and_writes_back(compiled):
         lg = spiking_module(g)(torch.as_tensor(x[:32]), 1).numpy()
     np.testing.assert_allclose(lg, r.logits[:32], rtol=0, atol=1e-6)
     assert all(cv.meta(g.nodes[n], ONSET, False) for n in ("relu1", "relu2", "readout"))
-    gi, _ = quantize_with_report(g, calib=x, calib_steps=1)
+    gi = quantize(g, x, calib_steps=1, bias_onset=False).int_graph
     assert cv.graph_kind(gi) == cv.INTEGER
     assert simulate(gi, x, 1).accuracy(y) > before
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import importlib.util
 
 import nir
-from snnc.ir import make_graph
 import numpy as np
 import pytest
-
 from snnc.backends.cpu.simulator import simulate
 from snnc.ir import conventions as cv
+from snnc.ir import make_graph
 from snnc.ir.errors import QuantizationError
 
 HAS_LAVA = importlib.util.find_spec("lava") is not None
@@ -230,16 +229,17 @@ def test_wide_activations_wrap_identically() -> None:
 def test_converted_digits_cnn_verifies() -> None:
     """The lead's pipeline on a small, briefly trained digits CNN (soft reset, half-threshold initial potential):
     Lava and the simulator agree on every spike of >= 10 test samples."""
+    import snnc
     from snnc.backends.lava import verify
-    from snnc.compiler.data import digits
-    from snnc.compiler.frontend.convert import ConvertOptions
-    from snnc.compiler.pipeline import compile_model
-    from snnc.compiler.zoo import DigitsCNN, train
+    from snnc.data import digits
+    from snnc.frontend.convert import ConvertOptions
+    from snnc.train.fit import fit
+    from snnc.zoo import DigitsCNN
 
     xtr, ytr = digits("train")
     xte, _ = digits("test")
-    model = train(DigitsCNN(c1=4, c2=8), xtr[:300], ytr[:300], epochs=1)
-    g = compile_model(model, xtr[:200], ConvertOptions(v_init=0.5)).int_graph
+    model = fit(DigitsCNN(c1=4, c2=8), xtr[:300], ytr[:300], epochs=1)
+    g = snnc.compile(model, xtr[:200], ConvertOptions(v_init=0.5)).int_graph
     rep = verify(g, xte[:10], 32, progress=False, timeout_s=LAVA_TIMEOUT_S)
     assert rep.spikes_compared > 0 and sum(rep.layers[n].spikes_compared for n in rep.layers) > 0
     assert rep.ok, (rep.first_divergence, rep.spikes_differ, rep.potentials_differ, rep.state_differ)
@@ -250,9 +250,9 @@ def test_converted_digits_cnn_verifies() -> None:
 
 @needs_lava
 def test_verify_reports_zero_and_first_divergence() -> None:
-    from snnc.backends.cpu.plan import build_plan
     from snnc.backends.lava import verify
     from snnc.backends.lava.verification import compare
+    from snnc.ir.plan import build_plan
 
     g = mlp_graph(4, "subtract")
     x = _inputs(4, (24,), 2)
@@ -284,7 +284,7 @@ def _as_lava_result(sim):
 def test_cli_run_and_verify(tmp_path, capsys) -> None:
     import json
 
-    from snnc.compiler.cli import main
+    from snnc.cli import main
     from snnc.ir.graph import read, write
 
     g = mlp_graph(5, "subtract")
@@ -316,7 +316,6 @@ def test_conv_weight_layout_matches_torch() -> None:
     import torch
     import torch.nn.functional as F
     from lava.proc.conv import utils
-
     from snnc.backends.lava.layout import conv_weight_to_lava, from_lava, to_lava
 
     rng = np.random.default_rng(0)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import importlib.util
 
 import nir
-from snnc.ir import make_graph, nir_compat
 import numpy as np
 import pytest
+import snnc
 import torch
-
 from snnc.backends.cpu.simulator import simulate
-from snnc.compiler.frontend.nir_import import ImportOptions, compile_nir, deployability, lower
-from snnc.compiler.passes.fuse_synapses import fuse_synapses
+from snnc.frontend.nir_import import ImportOptions, deployability, lower
+from snnc.ir import make_graph, nir_compat
 from snnc.ir.errors import GraphError, QuantizationError, UnsupportedLayerError
+from snnc.passes.fuse_synapses import fuse_synapses
 
 HAS_SNNTORCH = importlib.util.find_spec("snntorch") is not None and importlib.util.find_spec("nirtorch") is not None
 NO_SNNTORCH = ("snnTorch 1.0.0's export_to_nir needs nirtorch and nir >= 1.0.6 (it passes v_reset); installed: "
@@ -64,7 +64,7 @@ def _snntorch_rasters(net: torch.nn.Sequential, x: torch.Tensor, steps: int) -> 
 
 def _compare(ref: dict[str, np.ndarray], graph: nir.NIRGraph, x: np.ndarray, steps: int) -> dict[str, int]:
     """Spike mismatches per layer between framework rasters and snnc's float simulation shifted by depth."""
-    from snnc.backends.cpu.plan import build_plan
+    from snnc.ir.plan import build_plan
 
     depth = build_plan(graph).depths
     res = simulate(graph, x, steps, rasters=True)
@@ -113,7 +113,7 @@ def test_snntorch_leaky_mlp_spikes_equal(tmp_path, reset):
     net = _leaky_mlp(reset_delay=False, reset=reset)
     g = _snntorch_export(net, torch.randn(1, 8))
     nir.write(tmp_path / "snntorch.nir", g)
-    from snnc.compiler.frontend.nir_import import read_any
+    from snnc.frontend.nir_import import read_any
 
     raw = read_any(tmp_path / "snntorch.nir")
     assert raw.nodes["1"].metadata["snnc.reset"] == "zero"  # v_reset stored: nir >= 1.0.5 semantics
@@ -181,7 +181,7 @@ def test_snntorch_graph_compiles_to_integer_and_lava(tmp_path):
     g = _snntorch_export(net, torch.randn(1, 8))
     nir.write(tmp_path / "m.nir", g)
     x = np.random.default_rng(0).random((32, 8))
-    c = compile_nir(tmp_path / "m.nir", x)
+    c = snnc.compile(tmp_path / "m.nir", x)
     n1 = c.int_graph.nodes["1"]
     assert (n1.metadata["snnc.du"], n1.metadata["snnc.dv"]) == (4095, round(4096 * 0.1))
     assert c.int_graph.nodes["3"].metadata["snnc.dv"] == round(4096 * 0.2)
@@ -270,13 +270,12 @@ def test_snnc_graph_opens_in_sinabs():
     potential once sinabs' layers are single-spike. from_nir reads nir.IF as a MultiSpike IAF floored at
     -threshold: that floor is snnc's default potential floor (v_min = -theta); a graph converted without a floor
     matches sinabs with min_v_mem=None. The readout (an IF with threshold 1e30 for sinabs) needs min_v_mem=None. The mismatches of the MultiSpike reading are measured and printed."""
+    import sinabs.layers as sl
+    import snnc
     from sinabs.activation import MultiSpike, SingleSpike
     from sinabs.nir import from_nir
-
-    from snnc.backends.cpu.plan import build_plan
-    from snnc.compiler.frontend.nir_export import to_framework
-    from snnc.compiler.pipeline import compile_model
-    import sinabs.layers as sl
+    from snnc.frontend.nir_export import to_framework
+    from snnc.ir.plan import build_plan
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, bias=False), torch.nn.ReLU(), torch.nn.Flatten(),
@@ -288,7 +287,7 @@ def test_snnc_graph_opens_in_sinabs():
     for snnc_floor, spike_fn, keep_floor in ((1.0, MultiSpike, True), (1.0, SingleSpike, True),
                                              (None, SingleSpike, False)):
         # sinabs' IAF starts at rest and adds the bias from step 0
-        c = compile_model(model, x, v_init=0.0, bias_onset=False, v_floor=snnc_floor)
+        c = snnc.compile(model, x, v_init=0.0, bias_onset=False, v_floor=snnc_floor)
         sg = to_framework(c.float_graph, "sinabs")
         net = from_nir(sg, batch_size=8)
         mods = {n: m for n, m in net.named_modules() if isinstance(m, sl.IAFSqueeze)}
@@ -344,7 +343,7 @@ def test_threshold_runs_float_but_not_integer():
     res = simulate(fuse_synapses(lower(g)), x, 4, rasters=True)
     assert res.rasters["n"][1:5].tolist() == [[[False, True, True]]] * 4
     with pytest.raises(QuantizationError, match=r"layer 'n': field 'tau' = 1 steps needs dv = 4096"):
-        compile_nir(g, x)
+        snnc.compile(g, x)
     row = [r for r in deployability(g) if r["name"] == "n"][0]
     assert row["deployable"] is False and "dv = 4096" in row["reason"]
 
@@ -400,7 +399,7 @@ def test_conv1d_lowered_exactly():
 
 def test_roundtrip_is_identity(tmp_path):
     """snnc -> NIR file -> snnc: nodes, edges, arrays and metadata of float and integer graphs unchanged."""
-    from snnc.compiler.pipeline import compile_model
+    import snnc
     from snnc.ir.graph import read, write
     from snnc.ir.nirfile import graphs_equal
 
@@ -408,7 +407,7 @@ def test_roundtrip_is_identity(tmp_path):
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
                                 torch.nn.Flatten(), torch.nn.Linear(36, 3))
     x = np.random.default_rng(0).random((16, 1, 8, 8))
-    c = compile_model(model, x)
+    c = snnc.compile(model, x)
     for g in (c.float_graph, c.int_graph):
         write(g, tmp_path / "g.nir")
         assert graphs_equal(read(tmp_path / "g.nir"), g)

@@ -8,13 +8,20 @@ import copy
 import nir
 import numpy as np
 import pytest
-
 from snnc.backends.cpu.simulator import simulate
 from snnc.ir import conventions as cv
 from snnc.ir import validate
 from snnc.ir.errors import BackendError, GraphError
-
-from test_lava_backend import _compare, _graph, _if, _inputs, _readout, cnn_graph, mlp_graph, needs_lava
+from test_lava_backend import (
+    _compare,
+    _graph,
+    _if,
+    _inputs,
+    _readout,
+    cnn_graph,
+    mlp_graph,
+    needs_lava,
+)
 
 
 def _dense(w: list, bias: list | None = None) -> nir.Affine:
@@ -98,8 +105,8 @@ def test_floor_on_the_random_mlp_engines_agree() -> None:
 
 def test_float_floor_bounds_the_potential() -> None:
     """Float graphs: the floor holds v at -F*theta for a neuron driven negative, which then recovers at once."""
-    from snnc.compiler.frontend.convert import ConvertOptions, convert
     import torch
+    from snnc.frontend.convert import ConvertOptions, convert
 
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.ReLU(), torch.nn.Linear(1, 1))
@@ -159,11 +166,10 @@ def test_bias_onset_lowers_the_floor_instead_of_cutting_the_precharge() -> None:
     """Positive biases on a deep layer: the onset pre-charge starts far below -theta. The pass lowers those
     neurons' floor under the trajectory, so a net whose neurons are never driven negative runs exactly as
     without a floor (float and integer)."""
+    import snnc
     import torch
-
-    from snnc.compiler.passes.bias_onset import compensate_bias_onset
-    from snnc.compiler.pipeline import compile_model
     from snnc.ir import graphs_equal
+    from snnc.passes.bias_onset import compensate_bias_onset
 
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 6), torch.nn.ReLU(),
@@ -173,8 +179,8 @@ def test_bias_onset_lowers_the_floor_instead_of_cutting_the_precharge() -> None:
             lin.weight.abs_()
         m[4].bias.fill_(5.0)  # large positive bias at depth 3
     x = np.random.default_rng(0).random((16, 4)).astype(np.float32)
-    a = compile_model(m, x, v_floor=None)
-    b = compile_model(m, x, v_floor=1.0)
+    a = snnc.compile(m, x, v_floor=None)
+    b = snnc.compile(m, x, v_floor=1.0)
     node = next(nd for n, nd in b.float_graph.nodes.items() if cv.meta(nd, "snnc.source") == "_5")
     theta = float(np.max(node.v_threshold))
     assert float(np.min(cv.meta(node, cv.V_MIN))) < -theta  # lowered below -theta for the pre-charge

@@ -2,24 +2,28 @@
 from __future__ import annotations
 
 import json
-import math
 
 import nir
-from snnc.ir import make_graph
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from snnc.backends.cpu.simulator import simulate
-from snnc.compiler.frontend.convert import convert
-from snnc.compiler.passes.fold_batchnorm import fold_batchnorm
-from snnc.compiler.passes.fuse_synapses import fuse_synapses
-from snnc.compiler.passes.quantize import quantize_with_report
-from snnc.ir import NIRFileError, UnsupportedLayerError, graphs_equal, read, write
+from snnc.frontend.convert import convert
+from snnc.ir import (
+    NIRFileError,
+    UnsupportedLayerError,
+    graphs_equal,
+    make_graph,
+    read,
+    write,
+)
 from snnc.ir import conventions as cv
 from snnc.ir.graph import conv2d_params
+from snnc.passes.fold_batchnorm import fold_batchnorm
+from snnc.passes.fuse_synapses import fuse_synapses
+from snnc.pipeline import quantize
 
 
 def test_fold_batchnorm_matches_unfolded_on_real_data(digits_model, digits_data):
@@ -48,7 +52,8 @@ def test_fold_batchnorm_matches_unfolded_on_real_data(digits_model, digits_data)
 def test_quantization_error_bounds(digits_model, digits_data, bits):
     (xtr, _), _ = digits_data
     g = fuse_synapses(fold_batchnorm(convert(digits_model, xtr[:256])))
-    gi, rep = quantize_with_report(g, weight_bits=bits, calib=xtr[:128], calib_steps=16)
+    q = quantize(g, xtr[:128], weight_bits=bits, calib_steps=16, bias_onset=False)
+    gi, rep = q.int_graph, q.report
     s_x = cv.meta(gi, cv.INPUT_SCALE)
     qmax = 2 ** (bits - 1) - 1
     for lq in rep.layers:
@@ -125,7 +130,7 @@ def test_simulator_current_wraps_and_potential_saturates_like_lava():
 
 
 def test_float_snn_matches_ann_at_T64(digits_model, digits_data, digits_compiled):
-    from snnc.compiler.zoo import accuracy
+    from snnc.train.fit import accuracy
 
     _, (xte, yte) = digits_data
     ann = accuracy(digits_model, xte, yte)
@@ -200,7 +205,7 @@ def test_malformed_files_give_named_error(tmp_path, digits_compiled):
 
 
 def test_cli_compile_simulate_inspect_json(tmp_path, digits_model, capsys):
-    from snnc.compiler.cli import main
+    from snnc.cli import main
 
     mp = tmp_path / "m.pt"
     torch.save(digits_model, mp)
@@ -222,12 +227,12 @@ def test_cli_compile_simulate_inspect_json(tmp_path, digits_model, capsys):
     torch.save(digits_model.state_dict(), sd)
     assert main(["compile", str(sd), "-o", str(tmp_path / "x.nir")]) == 8
     assert "model-class" in capsys.readouterr().err
-    assert main(["compile", str(sd), "--model-class", "snnc.compiler.zoo:DigitsCNN", "-o",
+    assert main(["compile", str(sd), "--model-class", "snnc.zoo:DigitsCNN", "-o",
                  str(tmp_path / "x.nir"), "--json"]) == 0
 
 
 def test_npz_data(tmp_path, digits_data, digits_compiled):
-    from snnc.compiler.data import load_dataset
+    from snnc.data import load_dataset
     from snnc.ir import DataError
 
     _, (xte, yte) = digits_data

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from snnc.ir import conventions as cv
+from snnc.ir.neuron import EventCounter, decay, fire_, wrap_current
 
 V_LIM = float(cv.V_MAX)  # 2**23 - 1
 U_MAX = float(2 ** 23)
@@ -201,52 +201,6 @@ def _fmt(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous(memory_format=_CL) if t.dim() == 4 else t.contiguous()
 
 
-def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
-    if d == 0:
-        return x
-    if d >= cv.DECAY_UNITY:
-        return torch.zeros_like(x)
-    return torch.trunc(x * ((cv.DECAY_UNITY - d) / cv.DECAY_UNITY))
-
-
-class _Counter:
-    """Event counts: exact host ints on CPU (after a min/max check), device tensors on CUDA (no sync)."""
-
-    def __init__(self, dev: torch.device):
-        self.sync_free = dev.type != "cpu"
-        self.dev = dev
-        self.host: dict[tuple, int] = {}
-        self.dev_counts: dict[tuple, torch.Tensor] = {}
-        self.last_max = math.inf  # CPU: max of the tensor last checked (after clamping to hi); inf when unknown
-        self.last_min = -math.inf  # CPU: its min (before clamping); -inf when unknown
-
-    def out_of_range(self, key: tuple, x: torch.Tensor, lo: float, hi: float, times: int = 1) -> bool | None:
-        """Count elements of x outside [lo, hi] (``times`` over); whether any (CPU), None (CUDA: unknown)."""
-        if self.sync_free:
-            c = ((x < lo) | (x > hi)).sum() * times
-            self.dev_counts[key] = self.dev_counts[key] + c if key in self.dev_counts else c
-            self.last_max, self.last_min = math.inf, -math.inf
-            return None
-        if x.dim() == 4 and not x.is_contiguous():  # channels-last: reduce over the memory-order view, no copy
-            x = x.permute(0, 2, 3, 1)
-        mn, mx = torch.aminmax(x)
-        self.last_max, self.last_min = float(mx), float(mn)
-        under, over = float(mn) < lo, self.last_max > hi
-        if not (under or over):
-            return False
-        c = int(torch.count_nonzero(x < lo)) if under else 0
-        c += int(torch.count_nonzero(x > hi)) if over else 0
-        self.host[key] = self.host.get(key, 0) + c * times
-        self.last_max = min(self.last_max, hi)
-        return True
-
-    def totals(self) -> dict[tuple, int]:
-        t = dict(self.host)
-        for k, c in self.dev_counts.items():
-            t[k] = t.get(k, 0) + int(c)
-        return t
-
-
 @dataclass
 class BatchResult:
     logits_diff: np.ndarray  # readout v(end) - v(before the output sees input), in v units (x64)
@@ -255,7 +209,7 @@ class BatchResult:
 
 
 def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.Tensor, latency: int,
-              counter: _Counter, rast: dict | None, sl: slice) -> BatchResult:
+              counter: EventCounter, rast: dict | None, sl: slice) -> BatchResult:
     """Simulate one batch ``xb`` (B, *input) of integer inputs for ``latency`` steps (module docstring)."""
     B = xb.shape[0]
     dev = xb.device
@@ -286,16 +240,13 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
         for n, L in lp.items():
             vn = v[n]
             if n in u:  # general path: u carried / may wrap (float64 state)
-                un = _decay(u[n], L.du + 1)
+                un = decay(u[n], L.du + 1)
                 for i in L.incoming:
                     if buf[i] is not None:
                         un = un + buf[i] * 64.0
-                hi, lo = un > U_MAX, un <= -U_MAX
-                if counter.out_of_range((n, "u_wrap"), un, -U_MAX + 1, U_MAX) is not False:
-                    un = torch.where(hi, un - 2 * U_MAX, torch.where(lo, un + 2 * U_MAX, un))
-                u[n] = un
+                u[n] = un = wrap_current(un, counter, n)
                 if L.dv:
-                    vn = _decay(vn, L.dv)
+                    vn = decay(vn, L.dv)
                     v[n] = vn
                 vn.add_(un)
             elif L.u_check:  # u = a << 6 may wrap: sum a, count and apply Lava's single wrap, add 64 a
@@ -338,13 +289,7 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
                     rast[n][t, sl] = False
                 continue
             silent[n] = False
-            torch.gt(vn, L.vth6, out=s)
-            if L.reset_zero:
-                vn.mul_(1.0 - s)
-            elif isinstance(L.vth6, float):
-                vn.sub_(s, alpha=L.vth6)  # exact: s is 0/1, vth << 6 < 2**23
-            else:
-                vn.addcmul_(s.to(vn.dtype), L.vth6, value=-1)
+            fire_(vn, L.vth6, L.reset_zero, s)  # exact: s is 0/1, vth << 6 < 2**23 (floor applied above)
             cnt[n].add_(s)
             if rast is not None:
                 rast[n][t, sl] = s.to(torch.bool).cpu().numpy()
@@ -366,7 +311,7 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
                        {n: c.to(torch.int32).cpu().numpy() for n, c in cnt.items()})
 
 
-def _deliver(c: ConnPlan, x: torch.Tensor, counter: _Counter, times: int) -> torch.Tensor:
+def _deliver(c: ConnPlan, x: torch.Tensor, counter: EventCounter, times: int) -> torch.Tensor:
     """Connection output a (exact integers in c.dtype): conv/pool wrapped to 24 bits, dense shifted."""
     y = _chain(x, c.ops)
     if c.ops and c.ops[-1][0] == "dense":

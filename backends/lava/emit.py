@@ -22,13 +22,22 @@ from typing import Any
 
 import nir
 import numpy as np
-
-from snnc.backends.cpu.plan import Connection, Plan, build_plan
-from snnc.backends.lava.layout import (conv_weight_to_lava, flat_permutation, lava_shape, to_lava,
-                                       ungroup_conv_weight)
+from snnc.backends.lava.layout import (
+    conv_weight_to_lava,
+    flat_permutation,
+    lava_shape,
+    to_lava,
+    ungroup_conv_weight,
+)
 from snnc.ir import conventions as cv
-from snnc.ir.errors import BackendError, GraphError, QuantizationError, UnsupportedLayerError
+from snnc.ir.errors import (
+    BackendError,
+    GraphError,
+    QuantizationError,
+    UnsupportedLayerError,
+)
 from snnc.ir.graph import Graph, conv2d_params, pool_params
+from snnc.ir.plan import Connection, Plan, build_plan
 
 LAVA_INT8_MAX = 127  # Lava's Conv stores groups, kernel size, stride, padding, dilation as int8
 
@@ -131,7 +140,6 @@ class LavaNetwork:
         mapped per process instance."""
         from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.io.extractor import PyLoihiExtractorModel
-
         from snnc.backends.lava.processes import PySubtractLIFModelFixed, SubtractLIF
 
         exc: dict[Any, Any] = {L.process: PySubtractLIFModelFixed for L in self.neurons.values()
@@ -190,7 +198,11 @@ def _dense_mantissa(node: Any, name: str) -> tuple[np.ndarray, int, int]:
     """Lava Dense weights (int mantissas), weight_exp and num_weight_bits of an integer Affine/Linear.
 
     Checks that the mantissas survive Lava's clip to 8 bits and truncation to num_weight_bits unchanged."""
-    from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+    from lava.utils.weightutils import (
+        clip_weights,
+        determine_sign_mode,
+        truncate_weights,
+    )
 
     w = np.asarray(node.weight, dtype=np.float64)
     wexp = _int_meta(node, cv.WEIGHT_EXP, 0, -8, 7, name)
@@ -240,7 +252,6 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
     from lava.proc.io.extractor import Extractor
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIF
-
     from snnc.backends.lava.processes import SubtractLIF
 
     if cv.graph_kind(graph) != cv.INTEGER:

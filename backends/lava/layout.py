@@ -8,7 +8,6 @@ as x*H*C + y*C + c, whereas NIR's Flatten over (C, H, W) enumerates c*H*W + y*W 
 from __future__ import annotations
 
 import numpy as np
-
 from snnc.ir.errors import UnsupportedLayerError
 
 

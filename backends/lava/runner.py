@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
-
-from snnc.backends.cpu.plan import build_plan
-from snnc.backends.cpu.simulator import quantize_input
 from snnc.backends.lava.emit import LavaNetwork, emit, import_lava
 from snnc.backends.lava.layout import from_lava, to_lava
 from snnc.ir import conventions as cv
+from snnc.ir.chain import quantize_input
 from snnc.ir.errors import BackendError, DataError, SnncError
 from snnc.ir.graph import Graph
+from snnc.ir.plan import build_plan
 
 
 @dataclass

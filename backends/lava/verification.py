@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
 from snnc.backends.cpu.simulator import SimResult, simulate
 from snnc.backends.lava.runner import LavaResult, run_lava
 from snnc.ir.graph import Graph
@@ -95,7 +94,7 @@ def compare(sim: SimResult, lava: LavaResult, order: list[str]) -> VerifyReport:
 def verify(graph: Graph, x: np.ndarray, steps: int, progress: bool = True,
            timeout_s: float | None = None) -> VerifyReport:
     """Run the same samples on Lava and on the CPU simulator and compare them spike for spike."""
-    from snnc.backends.cpu.plan import build_plan
+    from snnc.ir.plan import build_plan
 
     order = build_plan(graph).neurons
     lava = run_lava(graph, x, steps, rasters=True, record_final=True, progress=progress, timeout_s=timeout_s)

@@ -10,9 +10,8 @@ import math
 
 import nir
 import numpy as np
-
-from snnc.backends.cpu.plan import Plan, build_plan
 from snnc.ir.graph import Graph, conv2d_params, infer_shapes, pool_params
+from snnc.ir.plan import Plan, build_plan
 
 
 def node_macs(node, name: str, out_shape: tuple) -> int:

@@ -6,17 +6,19 @@ All counts are per inference (mean over samples); ``*_total`` fields are exact i
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from snnc.backends.cpu.plan import build_plan
-from snnc.backends.cpu.simulator import SimResult
 from snnc.ir.graph import Graph
+from snnc.ir.plan import build_plan
 
 from .energy import EnergyModel, get_model
 from .macs import connection_macs
 from .sops import ConnectionOps, count_ops, neuron_updates
 from .spike_stats import LayerSpikes, spike_stats
+
+if TYPE_CHECKING:  # a run of either backend (CPU SimResult, Lava LavaResult): read only
+    from snnc.backends.cpu.simulator import SimResult
 
 
 @dataclass
@@ -119,3 +121,11 @@ def energy_report(graph: Graph, x: np.ndarray, result: SimResult, model: EnergyM
         steps=result.steps, latency_steps=result.latency_steps, samples=N, accuracy=acc, model=model, layers=rows,
         connections=conns, stats=stats, sops_total=sum(c.ops for c in conns if not c.graded),
         input_macs_total=sum(c.ops for c in conns if c.graded), neuron_updates_total=sum(upd.values()))
+
+
+def energy(graph: Graph, x: np.ndarray, steps: int = 8, labels: np.ndarray | None = None,
+           model: EnergyModel | str = "cmos45", batch_size: int = 256, device: str = "cpu") -> EnergyReport:
+    """Simulate ``graph`` on ``x`` for ``steps`` (CPU backend) and report its energy against the ANN's MACs."""
+    from snnc.backends.cpu.simulator import simulate
+
+    return energy_report(graph, x, simulate(graph, x, steps, batch_size=batch_size, device=device), model, labels)

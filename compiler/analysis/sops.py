@@ -19,17 +19,20 @@ Counts are exact integers (int64); per inference values divide by the number of 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from snnc.backends.cpu.plan import Connection, Plan, build_plan
-from snnc.backends.cpu.simulator import SimResult, quantize_input
 from snnc.ir import conventions as cv
+from snnc.ir.chain import quantize_input
 from snnc.ir.errors import DataError, GraphError
 from snnc.ir.graph import Graph, conv2d_params, pool_params
+from snnc.ir.plan import Connection, Plan, build_plan
+
+if TYPE_CHECKING:  # a run of either backend (CPU SimResult, Lava LavaResult): read only
+    from snnc.backends.cpu.simulator import SimResult
 
 _MIXING = (nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)
 

@@ -7,12 +7,14 @@ The readout (an integrator that never spikes) has no spike statistics."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from snnc.backends.cpu.plan import Plan, build_plan
-from snnc.backends.cpu.simulator import SimResult
 from snnc.ir.graph import Graph
+from snnc.ir.plan import Plan, build_plan
+
+if TYPE_CHECKING:  # a run of either backend (CPU SimResult, Lava LavaResult): read only
+    from snnc.backends.cpu.simulator import SimResult
 
 
 @dataclass

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import nir
 import numpy as np
-
 from snnc.ir import conventions as cv
 from snnc.ir.errors import QuantizationError
 from snnc.ir.graph import Graph

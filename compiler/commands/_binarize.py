@@ -28,8 +28,8 @@ def apply_binarize(args: argparse.Namespace, c):
     spec = getattr(args, "binarize", "none")
     if spec in (None, "none"):
         return c, None
-    from snnc.compiler.commands._common import load_data, load_model, need_labels
-    from snnc.compiler.passes.binarize_select import auto_binarize
+    from snnc.binarize_search import auto_binarize
+    from snnc.commands._common import load_data, load_model, need_labels
 
     xc, yc = load_data(args.calib, "train")
     xe, ye = load_data(args.calib, "test")
@@ -38,13 +38,14 @@ def apply_binarize(args: argparse.Namespace, c):
     if args.finetune > 0:
         if str(args.model).endswith(".nir"):
             raise DataError(f"{args.model}: --finetune needs a torch model, not an NIR file")
-        from snnc.compiler.commands.core import convert_options
-        from snnc.compiler.train.binary_finetune import finetuned_float_graph
+        from snnc.commands.core import convert_options
+        from snnc.train.binary_finetune import finetuned_float_graph
+        from snnc.train.fit import fit
 
         model = load_model(args.model, args.model_class)
         opts = convert_options(args)
         finetune = lambda labs: finetuned_float_graph(model, labs, xc, yc, args.finetune,  # noqa: E731
-                                                      args.binary_scale == "channel", opts)
+                                                      args.binary_scale == "channel", opts, trainer=fit)
     layers = "auto" if spec == "auto" else [s.strip() for s in spec.split(",") if s.strip()]
     o = auto_binarize(c.float_graph, c.int_graph, xc, yc, xe, ye, layers, args.max_drop, args.storage, args.steps,
                       args.binary_scale == "channel", args.allow_first_last, not args.no_measure,

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from snnc.ir.errors import DataError, SnncError, UnsupportedLayerError
 
 
@@ -53,7 +54,7 @@ def load_model(path: str, model_class: str | None = None) -> Any:
 
 
 def load_data(spec: str, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    from snnc.compiler.data import load_dataset
+    from snnc.data import load_dataset
 
     x, y = load_dataset(spec, split)
     if limit is not None:
@@ -100,3 +101,17 @@ def print_spike_table(r: Any, title: str, events: bool = True) -> None:
             row.append(str(sum(getattr(r, "events", {}).get(n, {}).values())))
         t.add_row(*row)
     con.print(t)
+
+
+def print_json(obj: Any) -> None:
+    """Print one JSON object on stdout (numpy scalars/arrays converted)."""
+    import numpy as np
+
+    def conv(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    sys.stdout.write(json.dumps(obj, default=conv) + "\n")

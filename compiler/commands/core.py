@@ -2,22 +2,26 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
-from pathlib import Path
 
 import nir
 import numpy as np
-
-from snnc.compiler.commands._common import (add_data_args, add_json, add_sim_args, load_data, load_model,
-                                            need_labels, print_spike_table)
+from snnc.commands._common import (
+    add_data_args,
+    add_json,
+    add_sim_args,
+    load_data,
+    load_model,
+    need_labels,
+    print_spike_table,
+)
 from snnc.ir import conventions as cv
 from snnc.ir.errors import DataError
 
 
-def convert_options(args: argparse.Namespace) -> "ConvertOptions":
+def convert_options(args: argparse.Namespace) -> "ConvertOptions":  # noqa: F821
     """ConvertOptions from the compile arguments (--method, --percentile, --v-init, --reset, --v-floor)."""
-    from snnc.compiler.frontend.convert import ConvertOptions
+    from snnc.frontend.convert import ConvertOptions
 
     kw = {}
     if args.v_floor != "default":
@@ -55,38 +59,29 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
                    "layer a threshold factor and per-channel bias shift measured on the SNN against the ANN")
     p.add_argument("--calibrate-samples", type=int, default=128, help="calibration samples used by --calibrate")
     p.add_argument("--float-output", help="also write the float (unquantized) graph here")
-    from snnc.compiler.commands._binarize import add_binarize_args
+    from snnc.commands._binarize import add_binarize_args
 
     add_binarize_args(p)
     add_json(p)
 
 
 def compile_any(args: argparse.Namespace):
-    """Model file or NIR file -> Compiled (float graph, integer graph, report)."""
-    from snnc.compiler.frontend.convert import ConvertOptions
-    from snnc.compiler.pipeline import compile_model
+    """Model file or NIR file -> ``snnc.compile`` (float graph, integer graph, report)."""
+    from snnc.pipeline import CompileOptions, compile
 
     xc, _ = load_data(args.calib, "train")
+    if args.calibrate is not None and (args.calibrate < 1 or args.calibrate_samples < 1):
+        raise DataError(f"--calibrate T and --calibrate-samples N must be >= 1, got T={args.calibrate}, "
+                        f"N={args.calibrate_samples}")
+    opts = CompileOptions(convert_options(args), weight_bits=args.bits, calib_steps=args.calib_steps,
+                          bias_onset=not args.no_bias_onset, calibrate_steps=args.calibrate,
+                          calibrate_samples=args.calibrate_samples)
     if str(args.model).endswith(".nir"):
         if args.calibrate is not None:
             raise DataError(f"--calibrate: {args.model} is an NIR graph; layer calibration compares against the "
                             "ANN's activations and needs the torch model")
-        try:
-            from snnc.compiler.frontend.nir_import import compile_nir
-        except ImportError:
-            from snnc.ir.errors import UnsupportedLayerError
-
-            raise UnsupportedLayerError(f"{args.model}: importing NIR graphs is not available in this build") \
-                from None
-        return compile_nir(args.model, xc, weight_bits=args.bits, calib_steps=args.calib_steps)
-    model = load_model(args.model, args.model_class)
-    opts = convert_options(args)
-    if args.calibrate is not None and (args.calibrate < 1 or args.calibrate_samples < 1):
-        raise DataError(f"--calibrate T and --calibrate-samples N must be >= 1, got T={args.calibrate}, "
-                        f"N={args.calibrate_samples}")
-    return compile_model(model, xc, opts, weight_bits=args.bits, calib_steps=args.calib_steps,
-                         bias_onset=not args.no_bias_onset, calibrate_steps=args.calibrate,
-                         calibrate_samples=args.calibrate_samples)
+        return compile(args.model, xc, opts)
+    return compile(load_model(args.model, args.model_class), xc, opts)
 
 
 def run_compile(args: argparse.Namespace) -> int:
@@ -94,7 +89,7 @@ def run_compile(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     c = compile_any(args)
-    from snnc.compiler.commands._binarize import apply_binarize, print_binarize_table
+    from snnc.commands._binarize import apply_binarize, print_binarize_table
 
     c, bin_rep = apply_binarize(args, c)  # bin_rep: weight bytes/accuracy before/after, per-layer binarization
     write(c.int_graph, args.output)
@@ -104,7 +99,7 @@ def run_compile(args: argparse.Namespace) -> int:
     layers = [{"name": lq.name, "scale": lq.scale, "vth": lq.vth, "limit": lq.limit,
                "max_rel_weight_error": lq.max_rel_error(), "synapses": lq.synapses} for lq in c.report.layers]
     if args.json:
-        from snnc.compiler.cli import print_json
+        from snnc.commands._common import print_json
 
         out = {"output": str(args.output), "seconds": secs, "stages": c.seconds,
                "input_scale": c.report.input_scale, "layers": layers}
@@ -148,7 +143,7 @@ def run_simulate(args: argparse.Namespace) -> int:
            "kind": r.kind, "spikes_per_layer": r.spikes_per_layer, "samples_per_s": r.samples_per_s,
            "seconds": r.seconds, "events": {k: v for k, v in r.events.items() if sum(v.values())}}
     if args.json:
-        from snnc.compiler.cli import print_json
+        from snnc.commands._common import print_json
 
         print_json(out)
         return 0
@@ -194,13 +189,13 @@ def run_inspect(args: argparse.Namespace) -> int:
     info = {"file": str(args.graph), "kind": kind, "nodes": rows, "edges": [list(e) for e in g.edges],
             "input_scale": cv.meta(g, cv.INPUT_SCALE)}
     try:
-        from snnc.compiler.frontend.nir_import import deployability
+        from snnc.frontend.nir_import import deployability
 
         info["deployable"] = deployability(g)
     except ImportError:
         pass
     if args.json:
-        from snnc.compiler.cli import print_json
+        from snnc.commands._common import print_json
 
         print_json(info)
         return 0

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from snnc.compiler.commands._common import add_json, add_sim_args, load_data, need_labels
+from snnc.commands._common import add_json, add_sim_args, load_data, need_labels
 from snnc.ir.errors import DataError
 
 
 def _energy_args(p: argparse.ArgumentParser) -> None:
-    from snnc.compiler.analysis.energy import MODELS
+    from snnc.analysis.energy import MODELS
 
     add_sim_args(p, steps=8)
     p.add_argument("--energy-model", default="cmos45", choices=sorted(MODELS),
@@ -30,9 +30,9 @@ def _parse_sweep(s: str) -> list[int]:
 
 
 def run_energy(args: argparse.Namespace) -> int:
+    from snnc.analysis.energy import get_model
+    from snnc.analysis.report import energy_report
     from snnc.backends.cpu.simulator import simulate
-    from snnc.compiler.analysis.energy import get_model
-    from snnc.compiler.analysis.report import energy_report
     from snnc.ir.graph import read
 
     if args.steps < 1:
@@ -51,7 +51,7 @@ def run_energy(args: argparse.Namespace) -> int:
     sweep = [rep if T == args.steps else run(T) for T in sweep_ts]
     plots = []
     if args.plots:
-        from snnc.compiler.analysis.plots import write_all
+        from snnc.analysis.plots import write_all
 
         plots = [str(p) for p in write_all(rep, args.plots, sweep or None)]
     out = rep.as_dict()
@@ -61,7 +61,7 @@ def run_energy(args: argparse.Namespace) -> int:
                                                   "macs", "snn_energy_j", "ann_energy_j",
                                                   "energy_ratio_ann_over_snn")} for s in sweep]
     if args.json:
-        from snnc.compiler.cli import print_json
+        from snnc.commands._common import print_json
 
         print_json(out)
         return 0

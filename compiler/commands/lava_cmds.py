@@ -4,7 +4,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from snnc.compiler.commands._common import add_data_args, add_json, load_data, need_labels, print_spike_table
+from snnc.commands._common import (
+    add_data_args,
+    add_json,
+    load_data,
+    need_labels,
+    print_spike_table,
+)
 from snnc.ir.errors import DataError, GraphError
 
 DEFAULT_TIMEOUT_S = 3600.0
@@ -58,7 +64,7 @@ def run_run(args: argparse.Namespace) -> int:
            "latency_steps": r.latency_steps, "spikes_per_layer": r.spikes_per_layer,
            "samples_per_s": r.samples_per_s, "seconds": r.seconds}
     if args.json:
-        from snnc.compiler.cli import print_json
+        from snnc.commands._common import print_json
 
         print_json(out)
         return 0
@@ -75,7 +81,7 @@ def run_verify(args: argparse.Namespace) -> int:
     g, x, _ = _load(args)
     rep = verify(g, x, args.steps, progress=not args.json, timeout_s=args.timeout)
     if args.json:
-        from snnc.compiler.cli import print_json
+        from snnc.commands._common import print_json
 
         print_json(rep.as_dict())
         return 0 if rep.ok else 1

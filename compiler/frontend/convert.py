@@ -10,8 +10,7 @@ Flatten -> nir.Flatten; Dropout/Identity -> dropped. The network output feeds a 
 from __future__ import annotations
 
 import copy
-import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import nir
@@ -20,11 +19,10 @@ import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
-
-from snnc.compiler.train.clip_floor import ClipFloor
 from snnc.ir import conventions as cv
-from snnc.ir.nir_compat import make_graph
 from snnc.ir.errors import DataError, UnsupportedLayerError
+from snnc.ir.nir_compat import make_graph
+from snnc.train.clip_floor import ClipFloor
 
 
 @dataclass
@@ -46,7 +44,6 @@ class ConvertOptions:
     reset: str = "subtract"
     v_floor: float | None = 1.0
     calib_batch: int = 512
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -137,7 +134,7 @@ def _clip_floor(low: Lowering, n: torch.fx.Node, mod: Any) -> str:
 def _maxpool(low: Lowering, n: torch.fx.Node, mod: Any = None) -> str:
     raise UnsupportedLayerError(
         f"layer {n.target if n.op == 'call_module' else n.name!r} (MaxPool2d): max-pooling has no exact rate-coded spiking form; snnc's rule is to train "
-        "with average pooling: call snnc.compiler.train.maxpool.swap_maxpool(model) before training (or "
+        "with average pooling: call snnc.train.maxpool.swap_maxpool(model) before training (or "
         "fine-tune after swapping)")
 
 
@@ -327,11 +324,10 @@ def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None 
 
     calib: float array (N, C, H, W) or (N, features), normalised as the model expects.
     Keyword arguments override ``ConvertOptions`` fields (method=, percentile=, v_init=, reset=)."""
-    opts = options or ConvertOptions()
-    for k, v in kw.items():
-        if not hasattr(opts, k):
-            raise TypeError(f"convert() got an unknown option {k!r}")
-        setattr(opts, k, v)
+    unknown = [k for k in kw if k not in ConvertOptions.__dataclass_fields__]
+    if unknown:
+        raise TypeError(f"convert() got unknown option(s) {unknown}")
+    opts = replace(options or ConvertOptions(), **kw)
     calib = np.asarray(calib, dtype=np.float32)
     if calib.ndim < 2:
         raise DataError(f"calibration data must be (N, ...) with a batch dimension, got shape {calib.shape}")
@@ -392,4 +388,4 @@ def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None 
     return graph
 
 
-from snnc.compiler.frontend import residual as _residual  # noqa: E402,F401  (registers add/cat rules)
+from snnc.frontend import residual as _residual  # noqa: E402,F401  (registers add/cat rules)

@@ -13,7 +13,6 @@ import copy
 
 import nir
 import numpy as np
-
 from snnc.ir import conventions as cv
 from snnc.ir.errors import GraphError
 from snnc.ir.graph import validate

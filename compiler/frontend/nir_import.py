@@ -23,19 +23,16 @@ A spiking node read by the Output gets an ``I`` readout after it (one more step)
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import nir
 import numpy as np
-
 from snnc.ir import conventions as cv
+from snnc.ir.errors import GraphError, SnncError, UnsupportedLayerError
 from snnc.ir.nir_compat import make_graph
-from snnc.ir.errors import GraphError, NIRFileError, SnncError, UnsupportedLayerError
 
 DISCRETISATIONS = ("euler", "exp")
 DT = "snnc.nir_dt"  # graph metadata of an imported graph: the step dt used for the time constants
@@ -495,7 +492,7 @@ def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRG
 
 def check_cuba_bias(graph: nir.NIRGraph) -> None:
     """A fused graph: a bias into a CubaLIF is refused (NIR filters it through the current; Lava adds it to v)."""
-    from snnc.backends.cpu.plan import build_plan
+    from snnc.ir.plan import build_plan
 
     plan = build_plan(graph)
     for c in plan.connections:
@@ -507,28 +504,10 @@ def check_cuba_bias(graph: nir.NIRGraph) -> None:
                                                 "filters a bias through the synaptic current, Lava adds it to v")
 
 
-def compile_nir(path: str | os.PathLike | nir.NIRGraph, calib_x: np.ndarray, weight_bits: int | dict = 8,
-                calib_steps: int = 64, options: ImportOptions | None = None):
-    """NIR file (or graph) from any tool -> ``Compiled`` (lowered float graph, integer graph, report)."""
-    import time
-
-    from snnc.compiler.passes.fuse_synapses import fuse_synapses
-    from snnc.compiler.passes.quantize import quantize_with_report
-    from snnc.compiler.pipeline import Compiled
-
-    t: dict[str, float] = {}
-    t0 = time.perf_counter()
-    raw = path if isinstance(path, nir.NIRGraph) else read_any(path)
-    g = lower(raw, options)
-    t["import"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    g = fuse_synapses(g)
-    check_cuba_bias(g)
-    t["fuse_synapses"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    gi, rep = quantize_with_report(g, weight_bits=weight_bits, calib=calib_x, calib_steps=calib_steps)
-    t["quantize"] = time.perf_counter() - t0
-    return Compiled(g, gi, rep, t)
+def import_graph(source: str | os.PathLike | nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRGraph:
+    """An NIR file (path) or graph from any tool -> snnc float graph in canonical discrete time (``lower``)."""
+    raw = source if isinstance(source, nir.NIRGraph) else read_any(source)
+    return lower(raw, options)
 
 
 def deployability(graph: nir.NIRGraph, options: ImportOptions | None = None) -> list[dict]:

@@ -25,8 +25,7 @@ import nir
 import numpy as np
 import torch
 import torch.fx
-
-from snnc.compiler.frontend.convert import FUNCTION_RULES, METHOD_RULES, Lowering, _src
+from snnc.frontend.convert import FUNCTION_RULES, METHOD_RULES, Lowering, _src
 from snnc.ir import conventions as cv
 from snnc.ir.errors import UnsupportedLayerError
 from snnc.ir.graph import Graph, copy_graph, successors, validate
@@ -106,7 +105,7 @@ def _relay(shape: tuple, source: str) -> nir.IF:
 
 def balance_residual_delays(graph: Graph) -> Graph:
     """Insert identity IF relays so every input of a fan-in neuron layer arrives with the same delay."""
-    from snnc.backends.cpu.plan import build_plan
+    from snnc.ir.plan import build_plan
 
     plan = build_plan(graph)
     g = copy_graph(graph)
@@ -162,7 +161,7 @@ def balance_residual_delays(graph: Graph) -> Graph:
 
 def delay_imbalance(graph: Graph) -> dict[str, list[int]]:
     """Fan-in neuron layers whose inputs arrive with different delays: layer -> sorted source depths."""
-    from snnc.backends.cpu.plan import build_plan
+    from snnc.ir.plan import build_plan
 
     plan = build_plan(graph)
     depth: dict[str, int] = {plan.input: 0}

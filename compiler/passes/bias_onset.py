@@ -13,12 +13,11 @@ from __future__ import annotations
 import nir
 import numpy as np
 import torch
-
-from snnc.backends.cpu.plan import build_plan
-from snnc.backends.cpu.simulator import _Synapse
 from snnc.ir import conventions as cv
+from snnc.ir.chain import Synapse
 from snnc.ir.errors import QuantizationError
 from snnc.ir.graph import Graph, copy_graph
+from snnc.ir.plan import build_plan
 
 ONSET = "snnc.bias_onset"  # True on neurons whose v_init was pre-charged by this pass
 
@@ -37,7 +36,7 @@ def compensate_bias_onset(graph: Graph) -> Graph:
         shape = plan.shapes[n]
         bias = np.zeros(shape)
         for i in plan.incoming[n]:
-            bias = bias + _Synapse(g, plan, plan.connections[i], integer, torch.device("cpu")).bias
+            bias = bias + Synapse(g, plan, plan.connections[i], integer, torch.device("cpu")).bias
         d = plan.depths[n]
         if d == 0 or not np.any(bias):
             continue

@@ -14,7 +14,6 @@ from collections.abc import Iterable
 
 import nir
 import numpy as np
-
 from snnc.ir import conventions as cv
 from snnc.ir.errors import GraphError
 from snnc.ir.graph import Graph, copy_graph, topo_order, validate

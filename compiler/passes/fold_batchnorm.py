@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import nir
 import numpy as np
-
 from snnc.ir import conventions as cv
 from snnc.ir.graph import Graph, copy_graph, predecessors, successors, validate
 

@@ -11,19 +11,18 @@ import math
 import nir
 import numpy as np
 import torch
-
-from snnc.backends.cpu.plan import Connection, Plan, build_plan
-from snnc.backends.cpu.simulator import _Synapse
 from snnc.ir import conventions as cv
-from snnc.ir.nir_compat import make_graph
+from snnc.ir.chain import Synapse
 from snnc.ir.errors import UnsupportedLayerError
 from snnc.ir.graph import Graph, conv2d_params, pool_params, validate
+from snnc.ir.nir_compat import make_graph
+from snnc.ir.plan import Connection, Plan, build_plan
 
 MAX_DENSE = 64_000_000  # largest explicit matrix (elements) the pass will build
 
 
-def _chain_fn(graph: Graph, plan: Plan, conn: Connection) -> _Synapse:
-    return _Synapse(graph, plan, conn, integer=False, dev=torch.device("cpu"))
+def _chain_fn(graph: Graph, plan: Plan, conn: Connection) -> Synapse:
+    return Synapse(graph, plan, conn, integer=False, dev=torch.device("cpu"))
 
 
 def _as_conv(node, name: str, in_shape: tuple) -> dict | None:
@@ -145,7 +144,7 @@ def _structural(graph: Graph, plan: Plan, conn: Connection) -> nir.NIRNode | Non
     return nir.Affine(weight=np.eye(n) * scale_in, bias=np.zeros(n))
 
 
-def _explicit(graph: Graph, plan: Plan, conn: Connection, fn: _Synapse) -> nir.Affine:
+def _explicit(graph: Graph, plan: Plan, conn: Connection, fn: Synapse) -> nir.Affine:
     n_in, n_out = math.prod(plan.shapes[conn.src]), math.prod(plan.shapes[conn.dst])
     if n_in * n_out > MAX_DENSE or len(plan.shapes[conn.dst]) != 1:
         raise UnsupportedLayerError(
@@ -156,7 +155,7 @@ def _explicit(graph: Graph, plan: Plan, conn: Connection, fn: _Synapse) -> nir.A
     return nir.Affine(weight=m, bias=fn.bias.reshape(-1).copy())
 
 
-def _check(node: nir.NIRNode, fn: _Synapse, plan: Plan, conn: Connection, flat: bool) -> bool:
+def _check(node: nir.NIRNode, fn: Synapse, plan: Plan, conn: Connection, flat: bool) -> bool:
     """True when ``node`` computes the same as the original chain on a random binary probe (float64)."""
     rng = np.random.default_rng(0)
     x = torch.as_tensor(rng.random((3,) + tuple(plan.shapes[conn.src])) > 0.5, dtype=torch.float64)

@@ -23,15 +23,15 @@ from __future__ import annotations
 import nir
 import numpy as np
 import torch
-
-from snnc.backends.cpu.plan import build_plan
-from snnc.backends.cpu.simulator import _Synapse, _batched_input
-from snnc.compiler.passes.bias_onset import onset_start
-from snnc.compiler.passes.quantize import synapse_of
-from snnc.compiler.passes.threshold_tuning import FACTOR, scale_threshold
 from snnc.ir import conventions as cv
+from snnc.ir.chain import Synapse, batched_input
 from snnc.ir.errors import GraphError
 from snnc.ir.graph import Graph, copy_graph, validate
+from snnc.ir.neuron import fire, step_float
+from snnc.ir.plan import build_plan
+from snnc.passes.bias_onset import onset_start
+from snnc.passes.quantize import synapse_of
+from snnc.passes.threshold_tuning import FACTOR, scale_threshold
 
 BIAS_SHIFT = "snnc.bias_shift"
 MSE = "snnc.calibration_mse"  # the layer's mean squared error against its ANN activations, after calibration
@@ -41,17 +41,13 @@ SKIP_METHODS = ("relay",)
 
 def _run_if(a: torch.Tensor, bias: torch.Tensor, v0: torch.Tensor, vth: torch.Tensor,
             vmin: torch.Tensor | None) -> torch.Tensor:
-    """IF with subtractive reset: input a (L, N, *shape) (a[0] = 0: nothing arrives at step 0), K threshold
-    variants at once (v0, vth, vmin: (K, 1 or N, *shape)); bool spikes (L, K, N, *shape). float64, the
-    simulator's update order: v += bias + a; v = max(v, vmin); spike if v > vth; v -= vth."""
+    """IF with subtractive reset (``snnc.ir.neuron``'s float kernel): input a (L, N, *shape) (a[0] = 0: nothing
+    arrives at step 0), K threshold variants at once (v0, vth, vmin: (K, 1 or N, *shape)); bool spikes
+    (L, K, N, *shape), float64."""
     v = v0.expand((v0.shape[0],) + tuple(a.shape[1:])).clone()
     s = torch.empty((a.shape[0],) + tuple(v.shape), dtype=torch.bool)
     for t in range(a.shape[0]):
-        v = v + bias + a[t]
-        if vmin is not None:
-            v = torch.maximum(v, vmin)
-        torch.gt(v, vth, out=s[t])
-        v = torch.where(s[t], v - vth, v)
+        v, s[t] = fire(step_float(v, a[t], bias, 1.0), vth, vmin, "subtract")
     return s
 
 
@@ -67,10 +63,10 @@ def calibrate_layers(graph: Graph, x: np.ndarray, acts: dict[str, np.ndarray], s
     plan = build_plan(graph)
     g = copy_graph(graph)
     dev = torch.device("cpu")
-    xb = torch.as_tensor(_batched_input(plan, x), dtype=torch.float64)
+    xb = torch.as_tensor(batched_input(plan, x), dtype=torch.float64)
     N = xb.shape[0]
     L = plan.depth + steps
-    syn = [_Synapse(g, plan, c, False, dev) for c in plan.connections]
+    syn = [Synapse(g, plan, c, False, dev) for c in plan.connections]
     scale: dict[str, float] = {}  # neuron -> k (its outgoing weights are multiplied by k)
     spikes: dict[str, torch.Tensor] = {}  # neuron -> bool (L, N, *shape)
     pos = {n: k for k, n in enumerate(plan.neurons)}

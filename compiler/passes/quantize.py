@@ -24,11 +24,10 @@ from dataclasses import asdict, dataclass, field
 
 import nir
 import numpy as np
-
-from snnc.backends.cpu.plan import build_plan
 from snnc.ir import conventions as cv
 from snnc.ir.errors import GraphError, QuantizationError
 from snnc.ir.graph import Graph, copy_graph, validate
+from snnc.ir.plan import build_plan
 
 E_MIN, E_MAX = -8, 7  # weight_exp range used by snnc (Loihi: signed 4-bit-ish exponent)
 
@@ -95,7 +94,7 @@ def leaky_decays(n: str, node) -> tuple[int, int]:
             ok = np.where(np.isinf(tau), np.isinf(gain), np.isclose(gain, tau, rtol=1e-9))
         if not np.all(ok):
             raise QuantizationError(f"layer {n!r}: field {gain_field!r} must equal {field!r} (unit input gain; "
-                                    "lower NIR graphs with snnc.compiler.frontend.nir_import first)")
+                                    "lower NIR graphs with snnc.frontend.nir_import first)")
         if tau.size > 1 and np.ptp(tau) > 0:
             raise QuantizationError(f"layer {n!r}: field {field!r} differs between neurons; Lava's "
                                     "du/dv are one value per layer")
@@ -146,13 +145,15 @@ def _snap_binary_scale(g: Graph, weights: dict, lam: float, limit: str) -> tuple
 
 
 def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, calib: np.ndarray | None = None,
-                         calib_steps: int = 64, calib_samples: int = 256, input_bits: int = 8,
+                         ranges: dict[str, dict[str, float]] | None = None, input_bits: int = 8,
                          v_margin: float = 0.9) -> tuple[Graph, QuantReport]:
     """Quantize a fused float graph; returns the integer graph and a per-layer report.
 
     weight_bits: 1..8 for every synapse, or {synapse name: bits}
-    calib: float inputs (N, ...) used for the input scale and the observed potential ranges
-    calib_steps: steps of the float simulation that measures observed |v| (use the largest T you will run)."""
+    calib: float inputs (N, ...) that set the input scale (max |x|, and whether x can be negative)
+    ranges: the float graph's observed ranges on calibration data, per neuron layer {"a": max |a + bias| per step,
+        "v": max v before the reset (max |v| for the readout)}, float units: the pipeline's ``ranges`` stage
+        (``snnc.backends.cpu.ranges.calibration_ranges``); None sizes potentials from the threshold alone."""
     if cv.graph_kind(graph) == cv.INTEGER:
         raise QuantizationError("graph is already an integer graph")
     plan = build_plan(graph)
@@ -161,19 +162,17 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
         synapse_of(g, c.ops)
     if calib is not None:
         calib = np.asarray(calib, dtype=np.float64)
-        xmax, signed = float(np.abs(calib).max()), bool(calib.min() < 0)
+        xmax, signed = (float(np.abs(calib).max()), bool(calib.min() < 0)) if calib.size else (1.0, True)
     else:
-        xmax = float(cv.meta(graph, "snnc.input_max", 1.0))
-        signed = bool(cv.meta(graph, cv.INPUT_SIGNED, True))
+        xmax, signed = 1.0, True
     if not np.isfinite(xmax) or xmax <= 0:
         xmax = 1.0
     in_levels = 2 ** (input_bits - 1) - 1 if signed else 2 ** input_bits - 1
     s_x = xmax / in_levels
-    observed = None
-    if calib is not None:
-        from snnc.backends.cpu.simulator import calibration_ranges
-
-        observed = calibration_ranges(graph, calib[:calib_samples], steps=calib_steps, plan=plan)
+    observed = ranges
+    missing = [n for n in plan.neurons if observed is not None and n not in observed]
+    if missing:
+        raise QuantizationError(f"ranges: no observed range for neuron layer(s) {missing}")
     layers = []
     for n in plan.neurons:
         node = g.nodes[n]
@@ -323,9 +322,3 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
     g.metadata[cv.KIND] = cv.INTEGER
     validate(g)
     return g, QuantReport(input_scale=float(s_x), input_signed=signed, layers=layers)
-
-
-def quantize(graph: Graph, weight_bits: int | dict[str, int] = 8, calib: np.ndarray | None = None,
-             calib_steps: int = 64) -> Graph:
-    """Float graph -> integer graph (see module docstring); the report is dropped."""
-    return quantize_with_report(graph, weight_bits, calib, calib_steps)[0]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import nir
 import numpy as np
 import torch.nn as nn
-
 from snnc.ir import conventions as cv
 from snnc.ir.graph import Graph, copy_graph, successors, validate
 
@@ -24,7 +23,7 @@ SKIP_METHODS = ("qcfs", "relay")
 
 def layer_activations(model: nn.Module, calib: np.ndarray, batch: int = 512) -> dict[str, np.ndarray]:
     """ANN activations (float, flattened) of every ReLU-like layer on ``calib``, keyed by the fx node name."""
-    from snnc.compiler.frontend.convert import calibrate, trace
+    from snnc.frontend.convert import calibrate, trace
 
     return calibrate(trace(model.eval()), np.asarray(calib, dtype=np.float32), batch)[1]
 

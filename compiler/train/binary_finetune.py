@@ -7,13 +7,16 @@ stays per-channel binary after BatchNorm folding (BN scales each output channel 
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
+from snnc.ir.errors import UnsupportedLayerError
+from snnc.train.fit import fit
 from torch.nn.utils import parametrize
 
-from snnc.ir.errors import UnsupportedLayerError
+Trainer = Callable[..., nn.Module]  # (model, x, y, epochs=, lr=, seed=) -> trained model (snnc.train.fit.fit)
 
 
 class SignSTE(nn.Module):
@@ -41,10 +44,9 @@ def _modules_by_label(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def finetune_binary(model: nn.Module, layers: list[str], x: np.ndarray, y: np.ndarray, epochs: int = 10,
-                    lr: float = 1e-3, per_channel: bool = True, seed: int = 0) -> nn.Module:
-    """A copy of ``model`` with ``layers`` (module / fx names) binarized and fine-tuned ``epochs`` epochs (STE)."""
-    from snnc.compiler.zoo import train
-
+                    lr: float = 1e-3, per_channel: bool = True, seed: int = 0, trainer: Trainer = fit) -> nn.Module:
+    """A copy of ``model`` with ``layers`` (module / fx names) binarized and fine-tuned ``epochs`` epochs (STE) by
+    ``trainer``."""
     m = copy.deepcopy(model)
     table = _modules_by_label(m)
     for lay in layers:
@@ -53,7 +55,7 @@ def finetune_binary(model: nn.Module, layers: list[str], x: np.ndarray, y: np.nd
                                         f"candidates {sorted(k for k in table if '.' not in k)}")
         parametrize.register_parametrization(table[lay], "weight", SignSTE(per_channel))
     if epochs > 0:
-        train(m, x, y, epochs=epochs, lr=lr, seed=seed)
+        trainer(m, x, y, epochs=epochs, lr=lr, seed=seed)
     for lay in layers:
         if parametrize.is_parametrized(table[lay], "weight"):
             parametrize.remove_parametrizations(table[lay], "weight", leave_parametrized=True)
@@ -61,11 +63,9 @@ def finetune_binary(model: nn.Module, layers: list[str], x: np.ndarray, y: np.nd
 
 
 def finetuned_float_graph(model: nn.Module, layers: list[str], x: np.ndarray, y: np.ndarray, epochs: int = 10,
-                          per_channel: bool = True, options=None):
-    """Fine-tune (``finetune_binary``) then convert, fold BatchNorm and fuse: the fused float graph."""
-    from snnc.compiler.frontend.convert import convert
-    from snnc.compiler.passes.fold_batchnorm import fold_batchnorm
-    from snnc.compiler.passes.fuse_synapses import fuse_synapses
+                          per_channel: bool = True, options=None, trainer: Trainer = fit):
+    """Fine-tune (``finetune_binary``) then compile up to the fused float graph (``snnc.pipeline.float_graph``)."""
+    from snnc.pipeline import float_graph
 
-    m = finetune_binary(model, layers, x, y, epochs, per_channel=per_channel)
-    return fuse_synapses(fold_batchnorm(convert(m, x, options)))
+    m = finetune_binary(model, layers, x, y, epochs, per_channel=per_channel, trainer=trainer)
+    return float_graph(m, x, options)

@@ -8,7 +8,7 @@ T + depth steps, divided by T. Weights and biases (Affine/Linear/Conv2d), thresh
 (``snnc.v_init``, which already holds the bias-onset pre-charge) are trainable. ``finetune_few_steps`` trains at
 each T in turn, each initialised from the previous one, and writes the parameters back into graph copies (units as
 the float graph: threshold units). The written v_init is the trained one, marked ``snnc.bias_onset`` so the
-onset pass never pre-charges it twice; quantize it with ``quantize_with_report`` as usual."""
+onset pass never pre-charges it twice; quantize it with ``snnc.pipeline.quantize`` as usual."""
 from __future__ import annotations
 
 import copy
@@ -21,12 +21,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from snnc.backends.cpu.plan import Plan, build_plan
-from snnc.compiler.passes.bias_onset import ONSET
 from snnc.ir import conventions as cv
+from snnc.ir.chain import Synapse
 from snnc.ir.errors import DataError, GraphError, UnsupportedLayerError
-from snnc.ir.graph import Graph, conv2d_params, copy_graph, node_output_shape, pool_params
+from snnc.ir.graph import Graph, copy_graph
+from snnc.ir.neuron import fire, step_float
+from snnc.ir.plan import Plan, build_plan
+from snnc.passes.bias_onset import ONSET
 
 
 class _TriangleSpike(torch.autograd.Function):
@@ -43,6 +44,11 @@ class _TriangleSpike(torch.autograd.Function):
         return g * torch.clamp(1.0 - z.abs(), min=0.0)
 
 
+def _triangle(v: torch.Tensor, th: torch.Tensor) -> torch.Tensor:
+    """The surrogate spike of ``snnc.ir.neuron.fire``: Heaviside(v - th) with a triangle gradient of half-width th."""
+    return _TriangleSpike.apply((v - th) / th)
+
+
 def _pname(node: str) -> str:
     return node.replace(".", "__")
 
@@ -51,7 +57,8 @@ class SpikingGraph(nn.Module):
     """The simulator's float dynamics of a fused float NIR graph as a trainable torch module (float64 parameters).
 
     ``forward(x, steps)`` -> logits (B, n_out) in ANN logit units, exactly ``simulate(graph, x, steps).logits``
-    (to float rounding) while the parameters hold the graph's values."""
+    (to float rounding) while the parameters hold the graph's values: the same connections (``snnc.ir.chain``)
+    and the same neuron kernel (``snnc.ir.neuron``), with a surrogate-gradient spike."""
 
     def __init__(self, graph: Graph, train_v_init: bool = True) -> None:
         super().__init__()
@@ -66,36 +73,23 @@ class SpikingGraph(nn.Module):
         self.thresholds = nn.ParameterDict()
         self.v_inits = nn.ParameterDict()
         self._consts: dict[str, torch.Tensor] = {}
-        self._chains: list[list[tuple]] = []
+        params: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for c in p.connections:
-            shape, chain = p.shapes[c.src], []
             for n in c.ops:
                 node = graph.nodes[n]
-                key = _pname(n)
-                if isinstance(node, nir.Flatten):
-                    shape = node_output_shape("flatten", node, shape)
-                    chain.append(("reshape", tuple(shape)))
-                    continue
-                if isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d)) and key not in self.weights:
+                if isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d)) and n not in params:
+                    key = _pname(n)
                     w = np.asarray(node.weight, dtype=np.float64)
                     self.weights[key] = nn.Parameter(torch.as_tensor(w.copy()))
                     b = np.asarray(getattr(node, "bias", 0.0), dtype=np.float64) * np.ones(w.shape[0])
                     self.biases[key] = nn.Parameter(torch.as_tensor(b.copy()),
                                                     requires_grad=not isinstance(node, nir.Linear))
-                if isinstance(node, (nir.Affine, nir.Linear)):
-                    chain.append(("linear", key))
-                elif isinstance(node, nir.Conv2d):
-                    chain.append(("conv", key, conv2d_params(node, n)))
-                elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-                    chain.append(("pool", pool_params(node, n), 1 if isinstance(node, nir.SumPool2d) else None))
-                elif isinstance(node, nir.Scale):
-                    self._consts[key] = torch.as_tensor(np.asarray(node.scale, dtype=np.float64))
-                    chain.append(("scale", key))
-                else:
+                    params[n] = (self.weights[key], self.biases[key])
+                elif not isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.SumPool2d,
+                                           nir.AvgPool2d, nir.Scale)):
                     raise UnsupportedLayerError(f"node {n!r}: {type(node).__name__} inside a connection is not "
                                                 "supported by IIR fine-tuning")
-                shape = p.shapes[n]
-            self._chains.append(chain)
+        self._syn = [Synapse(graph, p, c, False, torch.device("cpu"), params=params) for c in p.connections]
         self.readout_layers: set[str] = set()
         self.resets: dict[str, str] = {}
         for n in p.neurons:
@@ -116,25 +110,6 @@ class SpikingGraph(nn.Module):
                     self._consts["vmin:" + key] = torch.as_tensor(vm)
             self.v_inits[key] = nn.Parameter(torch.as_tensor(cv.v_init(node, shape)), requires_grad=train_v_init)
 
-    def _chain(self, i: int, y: torch.Tensor) -> torch.Tensor:
-        for st in self._chains[i]:
-            op = st[0]
-            if op == "reshape":
-                y = y.reshape((y.shape[0],) + st[1])
-            elif op == "linear":
-                y = y.reshape(y.shape[0], -1) @ self.weights[st[1]].T + self.biases[st[1]]
-            elif op == "conv":
-                p = st[2]
-                y = F.conv2d(y, self.weights[st[1]], self.biases[st[1]], stride=p["stride"], padding=p["padding"],
-                             dilation=p["dilation"], groups=p["groups"])
-            elif op == "pool":
-                p = st[1]
-                y = F.avg_pool2d(y, p["kernel_size"], p["stride"], p["padding"], count_include_pad=True,
-                                 divisor_override=st[2])
-            elif op == "scale":
-                y = y * self._consts[st[1]].to(y)
-        return y
-
     def forward(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         """x: (B, *input_shape) analog input presented every step; runs steps + depth steps; -> (B, n_out)."""
         if steps < 1:
@@ -143,17 +118,10 @@ class SpikingGraph(nn.Module):
         dt = next(iter(self.weights.values())).dtype if len(self.weights) else torch.float64
         x = x.to(dt)
         B = x.shape[0]
-        zero_in = {}
-        bias = {}
-        for n in p.neurons:
-            b = torch.zeros(p.shapes[n], dtype=dt)
-            for i in p.incoming[n]:
-                src = p.connections[i].src
-                if src not in zero_in:
-                    zero_in[src] = torch.zeros((1,) + tuple(p.shapes[src]), dtype=dt)
-                b = b + self._chain(i, zero_in[src])[0]
-            bias[n] = b
-        conn_bias = [self._chain(i, zero_in[c.src])[0] for i, c in enumerate(p.connections)]
+        conn_bias = [syn(torch.zeros((1,) + tuple(p.shapes[c.src]), dtype=dt))[0]
+                     for syn, c in zip(self._syn, p.connections)]
+        bias = {n: sum((conn_bias[i] for i in p.incoming[n]), torch.zeros(p.shapes[n], dtype=dt))
+                for n in p.neurons}
         v = {n: self.v_inits[_pname(n)].to(dt).expand((B,) + tuple(p.shapes[n])) for n in p.neurons}
         spikes: dict[str, torch.Tensor | None] = {n: None for n in p.neurons}
         buf: list[torch.Tensor | None] = [None] * len(p.connections)
@@ -166,23 +134,18 @@ class SpikingGraph(nn.Module):
                 for i in p.incoming[n]:
                     if buf[i] is not None:
                         a = buf[i] if a is None else a + buf[i]
-                vv = v[n] + bias[n] * r
-                if a is not None:
-                    vv = vv + a * r
+                vv = step_float(v[n], a, bias[n] * r, r)
                 if n in self.readout_layers:
                     v[n], spikes[n] = vv, None
                     continue
-                th = self.thresholds[key]
-                if "vmin:" + key in self._consts:
-                    vv = torch.maximum(vv, self._consts["vmin:" + key].to(dt))
-                s = _TriangleSpike.apply((vv - th) / th)
-                v[n] = vv - s * th if self.resets[n] == "subtract" else vv * (1.0 - s)
-                spikes[n] = s
+                vmin = self._consts.get("vmin:" + key)
+                v[n], spikes[n] = fire(vv, self.thresholds[key], None if vmin is None else vmin.to(dt),
+                                       self.resets[n], spike=_triangle)
             if t == p.depth - 1:
                 v_before = v[p.readout]
             for i, c in enumerate(p.connections):
                 src = x if c.src == p.input else spikes[c.src]
-                buf[i] = None if src is None else self._chain(i, src) - conn_bias[i]
+                buf[i] = None if src is None else self._syn[i](src) - conn_bias[i]
         return ((v[p.readout] - v_before) / steps).reshape(B, -1)
 
     def clamp_thresholds(self, floor: float = 1e-3) -> None:

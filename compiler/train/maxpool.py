@@ -6,7 +6,6 @@ padding (in place) -- do it before training (or fine-tune after swapping). The c
 from __future__ import annotations
 
 import torch.nn as nn
-
 from snnc.ir.errors import UnsupportedLayerError
 
 

@@ -12,9 +12,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
-
 
 # name -> (analytic threshold tuning, relay restructuring, floor, layer calibration). "nofloor": the unbounded
 # potential of the literature's IF; the others keep the default floor -theta.
@@ -24,16 +22,16 @@ VARIANTS = {"nofloor": (False, False, None, False), "floor": (False, False, 1.0,
 
 
 def train_resnet(n: int, width: int, epochs: int, device: str = "cpu") -> torch.nn.Module:
-    from snnc.compiler.data import digits
-    from snnc.compiler.zoo import train
-    from snnc.compiler.zoo_resnet import DigitsResNet
+    from snnc.data import digits
+    from snnc.train.fit import fit
+    from snnc.zoo import DigitsResNet
 
     xtr, ytr = digits("train")
     torch.manual_seed(0)  # the initial weights too: the same model every run
     if device == "cpu":
         # torch 2.13 CPU: oneDNN conv backward on these 4-channel maps corrupts the heap (glibc abort in Adam)
         torch.backends.mkldnn.enabled = False
-        return train(DigitsResNet(n=n, width=width), xtr, ytr, epochs=epochs, batch=256)
+        return fit(DigitsResNet(n=n, width=width), xtr, ytr, epochs=epochs, batch=256)
     m = DigitsResNet(n=n, width=width).to(device)  # same recipe on the GPU
     xt, yt = torch.as_tensor(xtr, device=device), torch.as_tensor(ytr, device=device)
     opt = torch.optim.Adam(m.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -68,11 +66,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help=f"comma list of conversion variants from {', '.join(VARIANTS)}")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from snnc.compiler.commands.sweep import plot, sweep
-    from snnc.compiler.data import digits
-    from snnc.compiler.frontend.convert import convert
-    from snnc.compiler.frontend.residual import delay_imbalance
-    from snnc.compiler.zoo import accuracy
+    from snnc.sweep import plot, sweep
+    from snnc.data import digits
+    from snnc.frontend.convert import convert
+    from snnc.frontend.residual import delay_imbalance
+    from snnc.train.fit import accuracy
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -29,14 +28,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    import snnc
     from snnc.backends.cpu.simulator import simulate
-    from snnc.compiler.data import digits
-    from snnc.compiler.frontend.convert import ConvertOptions
-    from snnc.compiler.passes.quantize import quantize_with_report
-    from snnc.compiler.pipeline import compile_model
-    from snnc.compiler.train.iir import finetune_few_steps
-    from snnc.compiler.zoo import DigitsCNN, accuracy, train
+    from snnc.data import digits
+    from snnc.frontend.convert import ConvertOptions
     from snnc.ir import write
+    from snnc.pipeline import quantize
+    from snnc.train.fit import accuracy, fit
+    from snnc.train.iir import finetune_few_steps
+    from snnc.zoo import DigitsCNN
 
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
     out = Path(args.out)
@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.model:
         model = torch.load(args.model, weights_only=False).eval()
     else:
-        model = train(DigitsCNN(), xtr, ytr, epochs=args.train_epochs)
+        model = fit(DigitsCNN(), xtr, ytr, epochs=args.train_epochs)
     ann = accuracy(model, xte, yte)
-    c = compile_model(model, xtr, ConvertOptions(v_init=args.v_init))
+    c = snnc.compile(model, xtr, ConvertOptions(v_init=args.v_init))
     steps = [int(s) for s in args.steps.split(",")]
     say(f"ANN test accuracy {100 * ann:.2f}%")
     rows = []
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r in rows:
         T = r["steps"]
         g = tuned[T]
-        gi, _ = quantize_with_report(g, calib=xtr, calib_steps=T)
+        gi = quantize(g, xtr, calib_steps=T, bias_onset=False).int_graph
         write(gi, out / f"digits_iir_T{T}.nir")
         r["float_after"] = simulate(g, xte, T).accuracy(yte)
         r["int_after"] = simulate(gi, xte, T).accuracy(yte)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
            "test_samples": int(len(yte)), "rows": rows}
     (out / "digits_iir.json").write_text(json.dumps(res, indent=1))
     if args.json:
-        from snnc.compiler.cli import print_json
+        from snnc.commands._common import print_json
 
         print_json(res)
         return res

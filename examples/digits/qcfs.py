@@ -27,10 +27,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from snnc.compiler.commands.sweep import plot, sweep
-    from snnc.compiler.data import digits
-    from snnc.compiler.train import ClipFloor
-    from snnc.compiler.zoo import DigitsCNN, accuracy, train
+    from snnc.sweep import plot, sweep
+    from snnc.data import digits
+    from snnc.train import ClipFloor
+    from snnc.train.fit import accuracy, fit
+    from snnc.zoo import DigitsCNN
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -39,9 +40,9 @@ def main(argv: list[str] | None = None) -> dict:
     steps = [int(s) for s in args.steps.split(",")]
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)  # the initial weights too: the same models every run
-    relu = train(DigitsCNN(), xtr, ytr, epochs=args.epochs, seed=args.seed)
+    relu = fit(DigitsCNN(), xtr, ytr, epochs=args.epochs, seed=args.seed)
     torch.manual_seed(args.seed)
-    qcfs = train(DigitsCNN(act=functools.partial(ClipFloor, args.levels, 2.0)), xtr, ytr, epochs=args.epochs,
+    qcfs = fit(DigitsCNN(act=functools.partial(ClipFloor, args.levels, 2.0)), xtr, ytr, epochs=args.epochs,
                  seed=args.seed)
     print(f"trained ReLU and QCFS (L={args.levels}) CNNs in {time.perf_counter() - t0:.0f} s", flush=True)
     torch.save(relu, out / "digits_relu.pt")

@@ -8,7 +8,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -20,15 +19,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--v-init", type=float, default=0.5, help="initial potential, fraction of threshold")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    import snnc
     from rich.console import Console
     from rich.table import Table
-
     from snnc.backends.cpu.simulator import simulate
-    from snnc.compiler.data import digits
-    from snnc.compiler.frontend.convert import ConvertOptions
-    from snnc.compiler.pipeline import compile_model
-    from snnc.compiler.zoo import DigitsCNN, accuracy, train
+    from snnc.data import digits
+    from snnc.frontend.convert import ConvertOptions
     from snnc.ir import write
+    from snnc.train.fit import accuracy, fit
+    from snnc.zoo import DigitsCNN
 
     con = Console()
     out = Path(args.out)
@@ -37,13 +36,13 @@ def main(argv: list[str] | None = None) -> dict:
     xte, yte = digits("test")
     t0 = time.perf_counter()
     torch.manual_seed(0)  # the initial weights too: the whole demo is deterministic
-    model = train(DigitsCNN(), xtr, ytr, epochs=args.epochs)
+    model = fit(DigitsCNN(), xtr, ytr, epochs=args.epochs)
     t_train = time.perf_counter() - t0
     ann = accuracy(model, xte, yte)
     torch.save(model, out / "digits_cnn.pt")
     con.print(f"trained DigitsCNN in {t_train:.1f} s: ANN test accuracy {ann:.4f}")
     t0 = time.perf_counter()
-    c = compile_model(model, xtr, ConvertOptions(v_init=args.v_init))
+    c = snnc.compile(model, xtr, ConvertOptions(v_init=args.v_init))
     write(c.int_graph, out / "digits.nir")
     t_compile = time.perf_counter() - t0
     con.print(f"compiled to {out / 'digits.nir'} in {t_compile:.2f} s (stages: "

@@ -8,10 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import nir
-
 from snnc.ir import conventions as cv
 from snnc.ir.errors import GraphError, UnsupportedLayerError
-from snnc.ir.graph import Graph, input_name, output_name, predecessors, successors, topo_order, validate
+from snnc.ir.graph import (
+    Graph,
+    input_name,
+    output_name,
+    predecessors,
+    successors,
+    topo_order,
+    validate,
+)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""ALBSNN layer selection: estimate each layer's accuracy loss if binarized alone, then pick layers greedily.
+"""ALBSNN layer selection (a search that runs the simulator, so not a pass): estimate each layer's accuracy loss if binarized alone, then pick layers greedily.
 
 Estimators (per weighted synapse, binarized alone, everything else unchanged):
   weight_error  ||W - alpha sign W|| / ||W||                       (data-free)
@@ -20,14 +20,20 @@ from typing import Callable
 
 import numpy as np
 import torch
-
-from snnc.backends.cpu.plan import build_plan
-from snnc.backends.cpu.simulator import _Synapse, simulate
-from snnc.compiler.analysis.weight_storage import binary_bytes, layer_storage, total_bytes
-from snnc.compiler.passes.binarize import binarize, binary_weight, resolve_layers, weighted_layers
-from snnc.compiler.passes.quantize import QuantReport, quantize_with_report
+from snnc.analysis.weight_storage import binary_bytes, layer_storage, total_bytes
+from snnc.backends.cpu.simulator import simulate
+from snnc.ir.chain import Synapse
 from snnc.ir.errors import DataError
 from snnc.ir.graph import Graph
+from snnc.ir.plan import build_plan
+from snnc.passes.binarize import (
+    binarize,
+    binary_weight,
+    resolve_layers,
+    weighted_layers,
+)
+from snnc.passes.quantize import QuantReport
+from snnc.pipeline import quantize
 
 ESTIMATORS = ("weight_error", "output_error", "float_drop")
 
@@ -107,8 +113,8 @@ def output_error(graph: Graph, node: str, rates: dict[str, np.ndarray], per_chan
     gb = binarize(graph, [node], per_channel)
     dev = torch.device("cpu")
     x = torch.as_tensor(rates[conn.src], dtype=torch.float64)
-    fa = _Synapse(graph, plan, conn, integer=False, dev=dev)(x)
-    fb = _Synapse(gb, build_plan(gb), conn, integer=False, dev=dev)(x)
+    fa = Synapse(graph, plan, conn, integer=False, dev=dev)(x)
+    fb = Synapse(gb, build_plan(gb), conn, integer=False, dev=dev)(x)
     den = float(torch.linalg.vector_norm(fa))
     return float(torch.linalg.vector_norm(fa - fb)) / den if den > 0 else math.inf
 
@@ -180,7 +186,8 @@ def measure_drops(graph: Graph, estimates: list[LayerEstimate], base_acc: float,
                   calib_steps: int = 64, weight_bits: int = 8) -> None:
     """Fill ``measured_drop``: integer simulator on (x_eval, y_eval) with each layer binarized alone (points)."""
     for e in estimates:
-        gi, _ = quantize_with_report(binarize(graph, [e.node], per_channel), weight_bits, x_cal, calib_steps)
+        gi = quantize(binarize(graph, [e.node], per_channel), x_cal, weight_bits=weight_bits,
+                      calib_steps=calib_steps).int_graph
         e.measured_drop = 100.0 * (base_acc - _acc(gi, x_eval, y_eval, steps))
 
 
@@ -228,7 +235,8 @@ def auto_binarize(float_graph: Graph, int_graph: Graph, x_cal: np.ndarray, y_cal
     if measure:
         measure_drops(float_graph, ests, base_i, x_cal, x_eval, y_eval, steps, per_channel, calib_steps, weight_bits)
     fg = binarize(src, chosen, per_channel)
-    gi, rep = quantize_with_report(fg, weight_bits, x_cal, calib_steps)
+    q = quantize(fg, x_cal, weight_bits=weight_bits, calib_steps=calib_steps)
+    gi, rep = q.int_graph, q.report
     for e in ests:
         e.binary = e.node in chosen
     corr = {k: spearman([getattr(e, k) for e in ests], [e.measured_drop for e in ests]) for k in ESTIMATORS} \
