@@ -1,7 +1,8 @@
 """The ``snnc.`` metadata convention: what snnc stores in NIR node metadata beyond the standard NIR fields.
 
 NIR says everything it can in its own fields (weights, biases, thresholds, shapes). What NIR cannot say lives
-in ``node.metadata`` under the keys below (one table in the README, "IR conventions").
+in ``node.metadata`` under the keys registered below (``KEYS``; the table in docs/conventions.md is checked
+against it by a test).
 
 Units of an *integer* graph (``snnc.kind == "integer"``), matching Lava 0.10.0 fixed point:
 - synapse weights (Affine/Linear/Conv2d ``weight``) hold the *effective* weight ``mant * 2**weight_exp``
@@ -17,34 +18,99 @@ Units of an *integer* graph (``snnc.kind == "integer"``), matching Lava 0.10.0 f
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import nir
 import numpy as np
 
+
+@dataclass(frozen=True)
+class Key:
+    """One ``snnc.`` metadata key: where it sits, its type, its unit or values, what it means.
+
+    on: "graph", "neuron", "spiking neuron", "synapse" or "any"; kind: "str", "int", "real", "bool", "reals"
+    (one real or one per neuron), "list" or "dict"; lo/hi: the range ``validate`` enforces for int/real kinds."""
+
+    name: str
+    on: str
+    kind: str
+    unit: str
+    doc: str
+    lo: float | None = None
+    hi: float | None = None
+
+
+KEYS: dict[str, Key] = {}  # every snnc.* key, in the order of the table in docs/conventions.md
+
+
+def _key(name: str, on: str, kind: str, unit: str, doc: str, lo: float | None = None,
+         hi: float | None = None) -> str:
+    KEYS[name] = Key(name, on, kind, unit, doc, lo, hi)
+    return name
+
+
 PREFIX = "snnc."
 # graph level
-KIND = "snnc.kind"  # "float" (converted, real-valued) or "integer" (quantized for Loihi fixed point)
-VERSION = "snnc.version"  # int, convention version
+KIND = _key("snnc.kind", "graph", "str", '"float" or "integer"', "float: converted, real-valued; integer: quantized "
+            "for Loihi fixed point (absent: float)")
+VERSION = _key("snnc.version", "graph", "int", "convention version", "version of this table (1)")
+INPUT_SCALE = _key("snnc.input_scale", "graph", "real", "input units per integer step", "integer graphs: graded "
+                   "input spikes are clip(round(x / input_scale)) (graph level: nir 1.0.4's Input has no metadata)",
+                   1e-300, 1e300)
+INPUT_BITS = _key("snnc.input_bits", "graph", "int", "bits", "integer graphs: bits of the graded input spikes", 1, 24)
+INPUT_SIGNED = _key("snnc.input_signed", "graph", "bool", "", "integer graphs: graded input may be negative")
+NODE_METADATA = _key("snnc.node_metadata", "graph", "dict", "node name -> metadata", "in files only: metadata of "
+                     "nodes whose nir type has no metadata field (nir 1.0.4), put back on reading")
+TUNED_FOR_STEPS = _key("snnc.tuned_for_steps", "graph", "int", "steps T", "threshold tuning was done for this T")
+CALIBRATED_FOR_STEPS = _key("snnc.calibrated_for_steps", "graph", "int", "steps T", "layer calibration was done "
+                            "for this T")
+RESIDUAL_BALANCED = _key("snnc.residual_balanced", "graph", "bool", "", "residual delays balanced by IF relays")
+NIR_DT = _key("snnc.nir_dt", "graph", "real", "seconds per step", "imported NIR graphs: the step dt used to "
+              "discretise the time constants")
+NIR_DISCRETISATION = _key("snnc.nir_discretisation", "graph", "str", '"euler" or "exp"', "imported NIR graphs: "
+                          "how the time constants were discretised")
+READOUT_NODE = _key("snnc.readout_node", "graph", "str", "node name", "graphs exported for other frameworks: the "
+                    "IF node that stands for the I readout")
 # neuron nodes (IF, LIF, I, CubaLIF, ...)
-RESET = "snnc.reset"  # "subtract" (default for converted nets) or "zero" (stock Lava LIF)
-V_INIT = "snnc.v_init"  # initial membrane potential, same units as v_threshold (scalar or per neuron)
-V_MIN = "snnc.v_min"  # potential floor, same units as v_threshold (scalar or per neuron): v = max(v, v_min)
-DU = "snnc.du"  # integer graphs: Lava current decay, 12 bit (4095 = no current memory)
-DV = "snnc.dv"  # integer graphs: Lava voltage decay, 12 bit (0 = no leak)
-READOUT = "snnc.readout"  # True on the node whose potential is the network output
+RESET = _key("snnc.reset", "neuron", "str", '"subtract" or "zero"', "reset after a spike: v -= threshold, or v = 0 "
+             "(absent: nir >= 1.0.5 nodes reset to v_reset, nir 1.0.4 ones subtract; files record it on reading)")
+V_INIT = _key("snnc.v_init", "neuron", "reals", "threshold units (float) / a_in units (integer)", "initial "
+              "membrane potential (0.5 theta: Bu et al. 2022); the integer potential starts at round(v_init * 64)")
+V_MIN = _key("snnc.v_min", "spiking neuron", "reals", "as v_init, <= 0", "potential floor: v = max(v, v_min) after "
+             "each update (converted nets: -theta); absent: no floor")
+DU = _key("snnc.du", "neuron", "int", "12-bit decay", "integer graphs: Lava current decay (4095: no current memory)",
+          0, 4095)
+DV = _key("snnc.dv", "neuron", "int", "12-bit decay", "integer graphs: Lava voltage decay (0: no leak)", 0, 4095)
+READOUT = _key("snnc.readout", "neuron", "bool", "", "the non-spiking integrator whose potential is the output")
+SCALE = _key("snnc.scale", "neuron", "real", "a_in units per float unit", "integer graphs: the layer's scale "
+             "lambda (logits = readout potential / (64 lambda T))", 1e-300, 1e300)
+BIAS_ONSET = _key("snnc.bias_onset", "neuron", "bool", "", "v_init holds the bias-onset pre-charge "
+                  "v_init - depth * bias")
+THRESHOLD_METHOD = _key("snnc.threshold_method", "neuron", "str", '"max", "percentile", "qcfs", "relay"',
+                        "how the threshold was chosen")
+THRESHOLD_FACTOR = _key("snnc.threshold_factor", "neuron", "real", "factor", "threshold tuning / layer "
+                        "calibration scaled theta by this")
+BIAS_SHIFT = _key("snnc.bias_shift", "neuron", "list", "activation units per step, per channel", "layer "
+                  "calibration's bias correction")
+CALIBRATION_MSE = _key("snnc.calibration_mse", "neuron", "real", "activation units squared", "layer calibration: "
+                       "the layer's mean squared error against its ANN activations")
+NIR_TYPE = _key("snnc.nir_type", "neuron", "str", "NIR type name", "imported NIR graphs: the type the node was "
+                "lowered from")
 # synapse nodes (Affine, Linear, Conv2d)
-WEIGHT_EXP = "snnc.weight_exp"  # int, Lava weight_exp (a = (mant @ s) << weight_exp, >> floors if < 0)
-WEIGHT_BITS = "snnc.weight_bits"  # int 1..8, Lava num_weight_bits
-BINARY = "snnc.binary"  # True when the layer's weights are alpha * sign(W)
-FROM_BN = "snnc.from_bn"  # True on an affine that came from a BatchNorm layer (fold_batchnorm folds it)
-SOURCE = "snnc.source"  # name of the torch module/function the node came from
-# graph level, about the Input node (nir 1.0.4's Input has no metadata field)
-INPUT_SCALE = "snnc.input_scale"  # float: x_int = round(x / input_scale)
-INPUT_BITS = "snnc.input_bits"  # int, bits of graded input spikes (8)
-INPUT_SIGNED = "snnc.input_signed"  # bool, graded input may be negative
-# threshold balancing record (float graphs)
-THRESHOLD_METHOD = "snnc.threshold_method"  # "max", "percentile", "qcfs", ...
+WEIGHT_EXP = _key("snnc.weight_exp", "synapse", "int", "exponent", "integer graphs: Lava weight_exp, "
+                  "a = (mant @ s) << weight_exp (>> floors when negative); 0 for Conv", -24, 24)
+WEIGHT_BITS = _key("snnc.weight_bits", "synapse", "int", "bits", "Lava num_weight_bits", 1, 8)
+BINARY = _key("snnc.binary", "synapse", "bool", "", "the weights are alpha * sign(W)")
+BINARY_SCALE = _key("snnc.binary_scale", "synapse", "str", '"channel" or "layer"', "one alpha per output channel, "
+                    "or one per layer")
+FROM_BN = _key("snnc.from_bn", "synapse", "bool", "", "an affine that came from a BatchNorm layer "
+               "(fold_batchnorm folds it)")
+FOLDED_BN = _key("snnc.folded_bn", "synapse", "str", "node name", "the BatchNorm node folded into this synapse")
+FUSED_FROM = _key("snnc.fused_from", "synapse", "str", "comma-separated node names", "the chain fuse_synapses "
+                  "composed into this synapse")
+# any node
+SOURCE = _key("snnc.source", "any", "str", "torch name", "the torch module or function the node came from")
 
 CONVENTION_VERSION = 1
 FLOAT = "float"
@@ -73,13 +139,6 @@ def meta(node: Any, key: str, default: Any = None) -> Any:
     if isinstance(v, np.generic):
         v = v.item()
     return v
-
-
-def set_meta(node: Any, key: str, value: Any) -> None:
-    """Write a ``snnc.`` metadata entry (creating the dict when the node has none)."""
-    if getattr(node, "metadata", None) is None:
-        node.metadata = {}
-    node.metadata[key] = value
 
 
 def graph_kind(graph: nir.NIRGraph) -> str:

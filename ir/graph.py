@@ -253,11 +253,11 @@ def _scalar(where: str, key: str, v: Any, kind: str, lo: float | None = None, hi
         raise GraphError(f"{where}: metadata field {key!r} must be a single {kind}{rng}, got {v!r}")
 
 
-GRAPH_META = {cv.KIND: ("str",), cv.INPUT_SCALE: ("real", 1e-300, 1e300), cv.INPUT_BITS: ("int", 1, 24),
-              cv.INPUT_SIGNED: ("bool",), cv.VERSION: ("int",), "snnc.input_max": ("real", 0, 1e300)}
-NODE_META = {cv.RESET: ("str",), cv.DU: ("int", 0, 4095), cv.DV: ("int", 0, 4095), cv.READOUT: ("bool",),
-             cv.WEIGHT_EXP: ("int", -24, 24), cv.WEIGHT_BITS: ("int", 1, 8), cv.BINARY: ("bool",),
-             "snnc.scale": ("real", 1e-300, 1e300)}
+# the scalar keys of the registry (conventions.KEYS), checked by type and range wherever they appear
+GRAPH_META = {k.name: (k.kind, k.lo, k.hi) for k in cv.KEYS.values()
+              if k.on == "graph" and k.kind in ("str", "int", "real", "bool")}
+NODE_META = {k.name: (k.kind, k.lo, k.hi) for k in cv.KEYS.values()
+             if k.on != "graph" and k.kind in ("str", "int", "real", "bool")}
 
 
 def _check_metadata(graph: Graph, shapes: dict[str, tuple]) -> None:

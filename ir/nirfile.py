@@ -9,6 +9,7 @@ from typing import Any
 import nir
 import numpy as np
 
+from . import conventions as cv
 from . import nir_compat
 from .errors import GraphError, NIRFileError
 
@@ -26,13 +27,12 @@ def _clean_meta(md: dict) -> dict:
     return out
 
 
-NODE_META = "snnc.node_metadata"  # graph-level home of metadata for node types without a metadata field
 
 
 def _normalise(graph: nir.NIRGraph) -> nir.NIRGraph:
     """Decode metadata and move ``snnc.node_metadata`` entries back onto their nodes."""
     graph.metadata = _clean_meta(getattr(graph, "metadata", {}))
-    extra = graph.metadata.pop(NODE_META, None) or {}
+    extra = graph.metadata.pop(cv.NODE_METADATA, None) or {}
     for name, node in graph.nodes.items():
         md = _clean_meta(getattr(node, "metadata", None) or {})
         if isinstance(extra, dict) and isinstance(extra.get(name), dict):
@@ -47,9 +47,9 @@ def _for_writing(graph: nir.NIRGraph) -> nir.NIRGraph:
     extra = {name: dict(node.metadata) for name, node in graph.nodes.items()
              if not nir_compat.has_metadata_field(node) and getattr(node, "metadata", None)}
     md = dict(getattr(graph, "metadata", None) or {})
-    md.pop(NODE_META, None)
+    md.pop(cv.NODE_METADATA, None)
     if extra:
-        md[NODE_META] = extra
+        md[cv.NODE_METADATA] = extra
     for k, v in list(md.items()):
         if v is None:
             del md[k]

@@ -10,7 +10,6 @@ from snnc.data import digits
 from snnc.frontend.convert import ConvertOptions
 from snnc.ir import conventions as cv
 from snnc.ir.errors import DataError, GraphError
-from snnc.passes.bias_onset import ONSET
 from snnc.pipeline import quantize
 from snnc.train.fit import fit
 from snnc.train.iir import finetune_few_steps, spiking_module
@@ -47,7 +46,7 @@ def test_finetune_t1_raises_accuracy_and_writes_back(compiled):
     with torch.no_grad():
         lg = spiking_module(g)(torch.as_tensor(x[:32]), 1).numpy()
     np.testing.assert_allclose(lg, r.logits[:32], rtol=0, atol=1e-6)
-    assert all(cv.meta(g.nodes[n], ONSET, False) for n in ("relu1", "relu2", "readout"))
+    assert all(cv.meta(g.nodes[n], cv.BIAS_ONSET, False) for n in ("relu1", "relu2", "readout"))
     gi = quantize(g, x, calib_steps=1, bias_onset=False).int_graph
     assert cv.graph_kind(gi) == cv.INTEGER
     assert simulate(gi, x, 1).accuracy(y) > before

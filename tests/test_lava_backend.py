@@ -65,7 +65,7 @@ def _if(shape: tuple, vth, reset: str, du: int, dv: int, v_init=0.0) -> nir.IF:
 
 def _readout(n: int, du: int = 4095, dv: int = 0) -> nir.I:
     node = nir.I(r=np.ones(n))
-    node.metadata = {cv.READOUT: True, cv.DU: du, cv.DV: dv, "snnc.scale": 3.0}
+    node.metadata = {cv.READOUT: True, cv.DU: du, cv.DV: dv, cv.SCALE: 3.0}
     return node
 
 

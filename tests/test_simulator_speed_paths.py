@@ -14,7 +14,7 @@ import snnc
 import torch
 import torch.nn as nn
 from snnc.backends.cpu import exact_engine as ee
-from snnc.backends.cpu.simulator import _Layer, simulate
+from snnc.backends.cpu.simulator import Layer, simulate
 from snnc.ir import conventions as cv
 from snnc.ir.chain import Synapse, quantize_input
 from snnc.ir.graph import copy_graph
@@ -66,7 +66,7 @@ def _plans(g, x):
     plan = build_plan(g)
     dev = torch.device("cpu")
     syn = [Synapse(g, plan, c, True, dev) for c in plan.connections]
-    layers = {n: _Layer(n, g.nodes[n], plan.shapes[n], True,
+    layers = {n: Layer(n, g.nodes[n], plan.shapes[n], True,
                         sum((syn[i].bias for i in plan.incoming[n]), np.zeros(plan.shapes[n])), dev)
               for n in plan.neurons}
     xin = quantize_input(g, x)

@@ -84,7 +84,7 @@ def _tiny_integer_graph(reset: str = "subtract") -> nir.NIRGraph:
     l2 = nir.Affine(weight=np.array([[4.0, 2.0]]), bias=np.zeros(1))
     l2.metadata = {cv.WEIGHT_EXP: 0, cv.WEIGHT_BITS: 8}
     ro = nir.I(r=np.ones(1))
-    ro.metadata = {cv.READOUT: True, "snnc.scale": 1.0}
+    ro.metadata = {cv.READOUT: True, cv.SCALE: 1.0}
     return make_graph(
         nodes={"input": nir.Input(input_type={"input": np.array([2])}), "l1": l1, "if": if_, "l2": l2,
                "readout": ro, "output": nir.Output(output_type={"output": np.array([1])})},

@@ -83,7 +83,7 @@ class LayerPlan:
 
 
 def supported(layers: dict) -> bool:
-    """The engine runs integer IF/I layers (``_Layer`` objects without leaky float dynamics)."""
+    """The engine runs integer IF/I layers (``Layer`` objects without leaky float dynamics)."""
     return all(L.integer and not getattr(L, "leaky", False) and hasattr(L, "du") for L in layers.values())
 
 

@@ -14,7 +14,7 @@ from snnc.ir.graph import Graph
 from snnc.ir.neuron import fire, step_float
 from snnc.ir.plan import Plan, build_plan
 
-from .simulator import _as_batches, _Layer, simulate
+from .simulator import Layer, batches, simulate
 
 BLOCK_BYTES = 1 << 20  # float64 bytes of one layer's (steps x batch x neurons) block: stays in cache
 _CALIB_CONV_FRAMES = 64  # frames (steps x samples) per conv call: fewer calls, each frame about as fast
@@ -104,7 +104,7 @@ def calibration_ranges(graph: Graph, x: np.ndarray, steps: int, batch_size: int 
     float units.
 
     Bit for bit ``simulate(graph, x, steps, batch_size, track_ranges=True).ranges``: per neuron and step the same
-    float64 operations as _Layer.step's float branch (IF and I layers), and every synapse product as in
+    float64 operations as Layer.step's float branch (IF and I layers), and every synapse product as in
     ``simulate`` (dense products on the same batch of samples; a conv may take several steps in one call where
     its frames were checked to come out the same). It runs layer by layer over blocks of steps instead of step by
     step: the sums of inputs, the range maxima and the silence checks leave the step loop, and the IF update runs
@@ -125,7 +125,7 @@ def calibration_ranges(graph: Graph, x: np.ndarray, steps: int, batch_size: int 
     layers = {}
     for n in plan.neurons:
         bias = sum((syn[i].bias for i in plan.incoming[n]), np.zeros(plan.shapes[n]))
-        layers[n] = _Layer(n, graph.nodes[n], plan.shapes[n], False, bias, dev)
+        layers[n] = Layer(n, graph.nodes[n], plan.shapes[n], False, bias, dev)
     if any(layers[c.src].readout for c in plan.connections if c.src != plan.input):
         # a connection out of the readout delivers nothing (it emits no spikes): not modelled here
         return simulate(graph, x, steps, batch_size=batch_size, track_ranges=True).ranges
@@ -141,7 +141,7 @@ def calibration_ranges(graph: Graph, x: np.ndarray, steps: int, batch_size: int 
     rng_a = {n: 0.0 for n in plan.neurons}
     rng_v = {n: 0.0 for n in plan.neurons}
     widest = max(math.prod(plan.shapes[n]) for n in plan.neurons)
-    for sl in _as_batches(x.shape[0], batch_size):
+    for sl in batches(x.shape[0], batch_size):
         B = sl.stop - sl.start
         xb = torch.as_tensor(x[sl], dtype=torch.float64, device=dev)
         # an input connection delivers the same value at every step from step 1 on

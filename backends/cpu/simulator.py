@@ -70,7 +70,7 @@ class SimResult:
         return int(sum(sum(d.values()) for d in self.events.values()))
 
 
-class _Layer:
+class Layer:
     """Per-neuron-layer constants (threshold, bias, decays, reset, init) in the simulation's units."""
 
     def __init__(self, name: str, node, shape: tuple, integer: bool, bias: np.ndarray, dev):
@@ -168,7 +168,7 @@ class _Layer:
         return u, v, s
 
 
-def _as_batches(n: int, batch_size: int) -> Iterable[slice]:
+def batches(n: int, batch_size: int) -> Iterable[slice]:
     for i in range(0, n, batch_size):
         yield slice(i, min(n, i + batch_size))
 
@@ -197,7 +197,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
     layers = {}
     for n in plan.neurons:
         bias = sum((syn[i].bias for i in plan.incoming[n]), np.zeros(plan.shapes[n]))
-        layers[n] = _Layer(n, graph.nodes[n], plan.shapes[n], integer, bias, dev)
+        layers[n] = Layer(n, graph.nodes[n], plan.shapes[n], integer, bias, dev)
     latency = steps + plan.depth
     N = x.shape[0]
     out_shape = plan.shapes[plan.readout]
@@ -209,7 +209,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
     final: dict[str, dict[str, np.ndarray]] | None = {} if record_final else None
     rng_a = {n: 0.0 for n in plan.neurons}
     rng_v = {n: 0.0 for n in plan.neurons}
-    scale = float(cv.meta(graph.nodes[plan.readout], "snnc.scale", 1.0)) if integer else 1.0
+    scale = float(cv.meta(graph.nodes[plan.readout], cv.SCALE, 1.0)) if integer else 1.0
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -228,7 +228,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
             in_max = float(np.abs(xin).max()) if xin.size else 0.0
             conns = ee.plan_connections(syn, plan, in_max, dev, in_nonneg=bool(xin.size == 0 or xin.min() >= 0))
             lplan = ee.plan_layers(layers, plan, conns, dev)
-            for sl in _as_batches(N, batch_size):
+            for sl in batches(N, batch_size):
                 xb = torch.as_tensor(xin[sl], dtype=torch.float32 if in_max < 2 ** 24 else torch.float64,
                                      device=dev)
                 br = ee.run_batch(plan, lplan, conns, xb, latency, counter, rast, sl)
@@ -238,7 +238,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
                     counts[n][sl] = c
                 if bar is not None:
                     bar.update(sl.stop - sl.start)
-    for sl in ([] if use_fast else _as_batches(N, batch_size)):
+    for sl in ([] if use_fast else batches(N, batch_size)):
         B = sl.stop - sl.start
         xb = torch.as_tensor(xin[sl], dtype=torch.float64, device=dev)
         dtype = torch.int64 if integer else torch.float64

@@ -104,6 +104,3 @@ class PySubtractLIFModelFixed(AbstractPyLifModelFixed):
     def reset_voltage(self, spike_vector: np.ndarray) -> None:
         """Reset by subtraction: v -= vth << 6 where the neuron spiked (v stays within 24 bits)."""
         self.v[spike_vector] -= np.broadcast_to(self.effective_vth, self.v.shape)[spike_vector]
-
-
-MODELS = {SubtractLIF: PySubtractLIFModelFixed}

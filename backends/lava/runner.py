@@ -157,7 +157,7 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
         N = xin.shape[0]
         plan = net.plan
         readout = net.neurons[plan.readout]
-        scale = float(cv.meta(graph.nodes[plan.readout], "snnc.scale", 1.0))
+        scale = float(cv.meta(graph.nodes[plan.readout], cv.SCALE, 1.0))
         spiking = [n for n, L in net.neurons.items() if L.spiking]
         nd = {n: len(L.nir_shape) for n, L in net.neurons.items()}
         # state the runner must reset with set(): stock LIF layers and the buffers feeding them

@@ -34,7 +34,7 @@ class LayerStorage:
 
 
 def _groups(node) -> int:
-    return int(np.asarray(node.weight).shape[0]) if cv.meta(node, "snnc.binary_scale", "channel") == "channel" else 1
+    return int(np.asarray(node.weight).shape[0]) if cv.meta(node, cv.BINARY_SCALE, "channel") == "channel" else 1
 
 
 def binary_bytes(weights: int, groups: int) -> int:

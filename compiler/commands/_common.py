@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from snnc.ir.errors import DataError, SnncError, UnsupportedLayerError
+from snnc.ir.errors import DataError, UnsupportedLayerError
 
 
 def add_data_args(p: argparse.ArgumentParser, name: str = "--data", default: str = "digits") -> None:
@@ -67,9 +67,6 @@ def need_labels(y: Any, spec: str) -> np.ndarray:
         raise DataError(f"{spec}: has no labels 'y'; accuracy needs them")
     return y
 
-
-def check_error(e: Exception) -> bool:
-    return isinstance(e, SnncError)
 
 
 def add_sim_args(p: argparse.ArgumentParser, steps: int = 32) -> None:

@@ -85,7 +85,7 @@ class Lowering:
         return name
 
 
-def _src(low: Lowering, n: torch.fx.Node, arg: Any) -> str:
+def source_of(low: Lowering, n: torch.fx.Node, arg: Any) -> str:
     if not isinstance(arg, torch.fx.Node):
         raise UnsupportedLayerError(f"layer {n.name!r} ({n.target}): non-tensor argument {arg!r} is not supported")
     return low.value[arg.name]
@@ -123,12 +123,12 @@ def emit_if(low: Lowering, name: str, src: str, theta: float, method: str) -> st
 
 
 def _relu(low: Lowering, n: torch.fx.Node, mod: Any) -> str:
-    return emit_if(low, n.name, _src(low, n, n.args[0]), threshold_from(low, n.name), low.opts.method)
+    return emit_if(low, n.name, source_of(low, n, n.args[0]), threshold_from(low, n.name), low.opts.method)
 
 
 def _clip_floor(low: Lowering, n: torch.fx.Node, mod: Any) -> str:
     """QCFS ClipFloor: the trained bound lambda is the threshold (no calibration), method "qcfs"."""
-    return emit_if(low, n.name, _src(low, n, n.args[0]), mod.threshold, "qcfs")
+    return emit_if(low, n.name, source_of(low, n, n.args[0]), mod.threshold, "qcfs")
 
 
 def _maxpool(low: Lowering, n: torch.fx.Node, mod: Any = None) -> str:
@@ -148,7 +148,7 @@ def _conv2d(low: Lowering, n: torch.fx.Node, m: nn.Conv2d) -> str:
     node = nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=w, stride=tuple(m.stride), padding=pad,
                       dilation=tuple(m.dilation), groups=m.groups, bias=b)
     node.metadata = {cv.SOURCE: n.name}
-    return low.add(n.name, node, [_src(low, n, n.args[0])])
+    return low.add(n.name, node, [source_of(low, n, n.args[0])])
 
 
 def _linear(low: Lowering, n: torch.fx.Node, m: nn.Linear) -> str:
@@ -156,7 +156,7 @@ def _linear(low: Lowering, n: torch.fx.Node, m: nn.Linear) -> str:
     b = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(w.shape[0])
     node = nir.Affine(weight=w, bias=b)
     node.metadata = {cv.SOURCE: n.name}
-    return low.add(n.name, node, [_src(low, n, n.args[0])])
+    return low.add(n.name, node, [source_of(low, n, n.args[0])])
 
 
 def _batchnorm(low: Lowering, n: torch.fx.Node, m: nn.modules.batchnorm._BatchNorm) -> str:
@@ -178,7 +178,7 @@ def _batchnorm(low: Lowering, n: torch.fx.Node, m: nn.modules.batchnorm._BatchNo
     else:
         raise UnsupportedLayerError(f"layer {n.name!r} (BatchNorm): input shape {in_shape} is not supported")
     node.metadata = {cv.FROM_BN: True, cv.SOURCE: n.name}
-    return low.add(n.name, node, [_src(low, n, n.args[0])])
+    return low.add(n.name, node, [source_of(low, n, n.args[0])])
 
 
 def pool_sum_scale(low: Lowering, n: torch.fx.Node, k: tuple, s: tuple, p: tuple, src: str) -> str:
@@ -198,7 +198,7 @@ def _avgpool(low: Lowering, n: torch.fx.Node, m: nn.AvgPool2d) -> str:
     if m.ceil_mode or (any(p) and not m.count_include_pad) or m.divisor_override:
         raise UnsupportedLayerError(f"layer {n.name!r} (AvgPool2d): ceil_mode/count_include_pad=False/"
                                     "divisor_override are not supported")
-    return pool_sum_scale(low, n, k, s, p, _src(low, n, n.args[0]))
+    return pool_sum_scale(low, n, k, s, p, source_of(low, n, n.args[0]))
 
 
 def _adaptive_avgpool(low: Lowering, n: torch.fx.Node, m: nn.AdaptiveAvgPool2d) -> str:
@@ -209,7 +209,7 @@ def _adaptive_avgpool(low: Lowering, n: torch.fx.Node, m: nn.AdaptiveAvgPool2d) 
         raise UnsupportedLayerError(f"layer {n.name!r} (AdaptiveAvgPool2d): input {h}x{w} not divisible by "
                                     f"output {oh}x{ow}")
     k = (h // oh, w // ow)
-    return pool_sum_scale(low, n, k, k, (0, 0), _src(low, n, n.args[0]))
+    return pool_sum_scale(low, n, k, k, (0, 0), source_of(low, n, n.args[0]))
 
 
 def flatten_node(low: Lowering, n: torch.fx.Node, start: int, end: int) -> str:
@@ -220,7 +220,7 @@ def flatten_node(low: Lowering, n: torch.fx.Node, start: int, end: int) -> str:
     if start < 1:
         raise UnsupportedLayerError(f"layer {n.name!r} (flatten): flattening the batch dimension is not supported")
     node = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=start - 1, end_dim=end - 1)
-    return low.add(n.name, node, [_src(low, n, n.args[0])])
+    return low.add(n.name, node, [source_of(low, n, n.args[0])])
 
 
 def _flatten(low: Lowering, n: torch.fx.Node, m: nn.Flatten) -> str:
@@ -228,7 +228,7 @@ def _flatten(low: Lowering, n: torch.fx.Node, m: nn.Flatten) -> str:
 
 
 def _identity(low: Lowering, n: torch.fx.Node, m: Any) -> str:
-    return _src(low, n, n.args[0])
+    return source_of(low, n, n.args[0])
 
 
 MODULE_RULES: dict[type, Callable] = {
@@ -254,11 +254,11 @@ def _fn_avgpool(low: Lowering, n: torch.fx.Node) -> str:
     s = n.args[2] if len(n.args) > 2 else n.kwargs.get("stride")
     s = _pair(s) if s else k
     p = _pair(n.args[3] if len(n.args) > 3 else n.kwargs.get("padding", 0))
-    return pool_sum_scale(low, n, k, s, p, _src(low, n, n.args[0]))
+    return pool_sum_scale(low, n, k, s, p, source_of(low, n, n.args[0]))
 
 
 def _fn_dropout(low: Lowering, n: torch.fx.Node) -> str:
-    return _src(low, n, n.args[0])
+    return source_of(low, n, n.args[0])
 
 
 FUNCTION_RULES: dict[Any, Callable] = {

@@ -18,7 +18,6 @@ from snnc.ir.errors import GraphError
 from snnc.ir.graph import validate
 
 READOUT_VTH = 1e30  # a threshold the readout never reaches (float32-representable)
-READOUT_NODE = "snnc.readout_node"  # graph metadata: which IF node stands for the I readout
 TARGETS = ("sinabs",)
 
 
@@ -41,7 +40,7 @@ def to_framework(graph: nir.NIRGraph, target: str = "sinabs") -> nir.NIRGraph:
         if isinstance(node, nir.I):
             g.nodes[name] = nir.IF(r=np.asarray(node.r, np.float64), v_threshold=np.full(np.shape(node.r), READOUT_VTH),
                                    metadata=dict(node.metadata or {}))
-            md[READOUT_NODE] = name
+            md[cv.READOUT_NODE] = name
         elif isinstance(node, nir.Linear):
             w = np.asarray(node.weight, np.float64)
             g.nodes[name] = nir.Affine(weight=w, bias=np.zeros(w.shape[0]))

@@ -35,9 +35,6 @@ from snnc.ir.errors import GraphError, SnncError, UnsupportedLayerError
 from snnc.ir.nir_compat import make_graph
 
 DISCRETISATIONS = ("euler", "exp")
-DT = "snnc.nir_dt"  # graph metadata of an imported graph: the step dt used for the time constants
-DISCRETISATION = "snnc.nir_discretisation"
-SOURCE_TYPE = "snnc.nir_type"  # node metadata: the NIR type the node was lowered from
 CUBA_LI = getattr(nir, "CubaLI", None)
 LEAKY = (nir.LIF, nir.LI, nir.CubaLIF) + ((CUBA_LI,) if CUBA_LI else ())
 SPIKING = (nir.IF, nir.LIF, nir.CubaLIF, nir.Threshold)
@@ -293,7 +290,7 @@ def lower_node(name: str, node: Any, dt: float, how: str, readout: bool, reset: 
         return _Lowered(out, gain=_scalar_or(r * dt) if not np.all(r * dt == 1) else 1.0, note="IF, gain r*dt")
     if isinstance(node, nir.Threshold):
         th = _arr(node, "threshold")
-        md.update({SOURCE_TYPE: "Threshold", cv.RESET: "zero"})
+        md.update({cv.NIR_TYPE: "Threshold", cv.RESET: "zero"})
         return _Lowered(nir.LIF(tau=np.ones_like(th), r=np.ones_like(th), v_leak=np.zeros_like(th), v_threshold=th, metadata=md),
                         note="Threshold -> memoryless LIF (T = 1)")
     if isinstance(node, nir.Delay):
@@ -321,7 +318,7 @@ def lower_node(name: str, node: Any, dt: float, how: str, readout: bool, reset: 
             raise UnsupportedLayerError(f"node {name!r}: {tname} emits its potential, not spikes; snnc connections "
                                         "carry spikes, so it must be the readout (feed the Output)")
         th = _arr(node, "v_threshold") if spiking else None
-        md[SOURCE_TYPE] = tname
+        md[cv.NIR_TYPE] = tname
         fields = [tau, r, vl] + ([th] if spiking else []) + ([_arr(node, "tau_syn"), _arr(node, "w_in", 1.0)]
                                                              if cuba else [])
         shp = np.broadcast_shapes(*(np.shape(f) for f in fields))  # nir wants equal shapes
@@ -429,7 +426,7 @@ def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRG
             chain = []
             for i in range(low.relays):
                 rn = fresh(f"{name}.relay{i}")
-                nodes[rn] = nir.IF(r=np.array(1.0), v_threshold=np.array(0.5), metadata={cv.RESET: "zero", SOURCE_TYPE: "Delay"})
+                nodes[rn] = nir.IF(r=np.array(1.0), v_threshold=np.array(0.5), metadata={cv.RESET: "zero", cv.NIR_TYPE: "Delay"})
                 chain.append(rn)
             if chain:
                 edges.extend(zip(chain, chain[1:]))
@@ -483,7 +480,7 @@ def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRG
     if flat and len(shapes[src]) == 2:
         nodes[out] = nir.Output(output_type={"output": np.array([int(np.prod(shapes[src]))])})
     md = dict(getattr(g, "metadata", None) or {})
-    md.update({DT: dt, DISCRETISATION: o.discretisation})
+    md.update({cv.NIR_DT: dt, cv.NIR_DISCRETISATION: o.discretisation})
     md.setdefault(cv.KIND, cv.FLOAT)
     res = make_graph(nodes, edges, md)
     validate(res)

@@ -25,7 +25,7 @@ import nir
 import numpy as np
 import torch
 import torch.fx
-from snnc.frontend.convert import FUNCTION_RULES, METHOD_RULES, Lowering, _src
+from snnc.frontend.convert import FUNCTION_RULES, METHOD_RULES, Lowering, source_of
 from snnc.ir import conventions as cv
 from snnc.ir.errors import UnsupportedLayerError
 from snnc.ir.graph import Graph, copy_graph, successors, validate
@@ -50,7 +50,7 @@ def _fn_add(low: Lowering, n: torch.fx.Node) -> str:
     if tuple(sa) != tuple(sb):
         raise UnsupportedLayerError(f"add at position {n.name!r}: operand shapes {sa} and {sb} differ "
                                     "(broadcasting adds are not supported)")
-    parts = _parts(low, _src(low, n, a)) + _parts(low, _src(low, n, b))
+    parts = _parts(low, source_of(low, n, a)) + _parts(low, source_of(low, n, b))
     if len(set(parts)) != len(parts):
         raise UnsupportedLayerError(f"add at position {n.name!r}: the same value is added twice ({parts}); "
                                     "scale it instead")
@@ -85,7 +85,7 @@ def _fn_cat(low: Lowering, n: torch.fx.Node) -> str:
         else:
             raise UnsupportedLayerError(f"cat at position {n.name!r}: operand shape {s} is not supported")
         node.metadata = {cv.SOURCE: n.name}
-        parts.append(low.add(f"{n.name}.part{i}", node, [_src(low, n, t)]))
+        parts.append(low.add(f"{n.name}.part{i}", node, [source_of(low, n, t)]))
         off += c
     low.shapes[n.name] = (total,) + shapes[0][1:]
     low.sums[n.name] = parts
@@ -154,7 +154,7 @@ def balance_residual_delays(graph: Graph) -> Graph:
                 g.edges = [e for e in g.edges if e[1] != name]
                 changed = True
     g.metadata = dict(g.metadata or {})
-    g.metadata["snnc.residual_balanced"] = True
+    g.metadata[cv.RESIDUAL_BALANCED] = True
     validate(g)
     return g
 

@@ -19,8 +19,6 @@ from snnc.ir.errors import QuantizationError
 from snnc.ir.graph import Graph, copy_graph
 from snnc.ir.plan import build_plan
 
-ONSET = "snnc.bias_onset"  # True on neurons whose v_init was pre-charged by this pass
-
 
 def compensate_bias_onset(graph: Graph) -> Graph:
     """v_init -= depth * bias for IF and I layers (capped below threshold); marks them ``snnc.bias_onset``."""
@@ -29,7 +27,7 @@ def compensate_bias_onset(graph: Graph) -> Graph:
     integer = cv.graph_kind(g) == cv.INTEGER
     for n in plan.neurons:
         node = g.nodes[n]
-        if not isinstance(node, (nir.IF, nir.I)) or cv.meta(node, ONSET, False):
+        if not isinstance(node, (nir.IF, nir.I)) or cv.meta(node, cv.BIAS_ONSET, False):
             continue
         if integer and int(cv.meta(node, cv.DV, 0)) != 0:
             continue
@@ -52,7 +50,7 @@ def compensate_bias_onset(graph: Graph) -> Graph:
         if low is not None and np.any(low < cv.v_min(node, shape)):
             node.metadata[cv.V_MIN] = low.tolist()
         node.metadata[cv.V_INIT] = v0.tolist()
-        node.metadata[ONSET] = True
+        node.metadata[cv.BIAS_ONSET] = True
     return g
 
 

@@ -18,7 +18,6 @@ from snnc.ir import conventions as cv
 from snnc.ir.errors import GraphError
 from snnc.ir.graph import Graph, copy_graph, topo_order, validate
 
-BINARY_SCALE = "snnc.binary_scale"  # "channel" (one alpha per output channel) or "layer" (one alpha)
 WEIGHTED = (nir.Affine, nir.Linear, nir.Conv2d)
 
 
@@ -73,6 +72,6 @@ def binarize(graph: Graph, layers: Iterable[str], per_channel: bool = True) -> G
         node.weight, _ = binary_weight(w, per_channel)
         node.metadata = dict(node.metadata or {})
         node.metadata[cv.BINARY] = True
-        node.metadata[BINARY_SCALE] = "channel" if per_channel else "layer"
+        node.metadata[cv.BINARY_SCALE] = "channel" if per_channel else "layer"
     validate(g)
     return g

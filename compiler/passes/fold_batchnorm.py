@@ -36,7 +36,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
             continue
         prev.bias = np.asarray(prev.bias, dtype=np.float64) * s + t
         prev.metadata = dict(prev.metadata or {})
-        prev.metadata["snnc.folded_bn"] = name
+        prev.metadata[cv.FOLDED_BN] = name
         outs = successors(g, name)
         g.edges = [e for e in g.edges if name not in e] + [(preds[0], o) for o in outs]
         del g.nodes[name]

@@ -203,7 +203,7 @@ def fuse_synapses(graph: Graph) -> Graph:
         for o in weighted:
             md.update({k: v for k, v in (graph.nodes[o].metadata or {}).items()
                        if k in (cv.SOURCE, cv.BINARY, cv.WEIGHT_BITS)})
-        md["snnc.fused_from"] = ",".join(c.ops)
+        md[cv.FUSED_FROM] = ",".join(c.ops)
         node.metadata = md
         src = c.src
         if flat:

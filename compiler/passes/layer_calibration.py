@@ -31,10 +31,8 @@ from snnc.ir.neuron import fire, step_float
 from snnc.ir.plan import build_plan
 from snnc.passes.bias_onset import onset_start
 from snnc.passes.quantize import synapse_of
-from snnc.passes.threshold_tuning import FACTOR, scale_threshold
+from snnc.passes.threshold_tuning import scale_threshold
 
-BIAS_SHIFT = "snnc.bias_shift"
-MSE = "snnc.calibration_mse"  # the layer's mean squared error against its ANN activations, after calibration
 GRID = tuple(np.round(np.arange(0.5, 1.5001, 0.05), 4))
 SKIP_METHODS = ("relay",)
 
@@ -138,9 +136,9 @@ def calibrate_layers(graph: Graph, x: np.ndarray, acts: dict[str, np.ndarray], s
         scale[n] = k_best
         if tune:
             scale_threshold(node, k_best)
-            node.metadata[FACTOR] = float(node.metadata.get(FACTOR, 1.0)) * k_best
-            node.metadata[BIAS_SHIFT] = shift.ravel().tolist()
-            node.metadata[MSE] = mse
+            node.metadata[cv.THRESHOLD_FACTOR] = float(node.metadata.get(cv.THRESHOLD_FACTOR, 1.0)) * k_best
+            node.metadata[cv.BIAS_SHIFT] = shift.ravel().tolist()
+            node.metadata[cv.CALIBRATION_MSE] = mse
             first = synapse_of(g, plan.connections[plan.incoming[n][0]].ops)
             fb = g.nodes[first]
             if getattr(fb, "bias", None) is None:
@@ -155,6 +153,6 @@ def calibrate_layers(graph: Graph, x: np.ndarray, acts: dict[str, np.ndarray], s
         for m in [m for m in spikes if last_use[m] <= pos[n]]:  # spike trains no later layer reads
             del spikes[m]
     g.metadata = dict(g.metadata or {})
-    g.metadata["snnc.calibrated_for_steps"] = int(steps)
+    g.metadata[cv.CALIBRATED_FOR_STEPS] = int(steps)
     validate(g)
     return g

@@ -136,7 +136,7 @@ def _snap_binary_scale(g: Graph, weights: dict, lam: float, limit: str) -> tuple
     Only the first per-layer binary synapse into a layer can be snapped; lam' > lam/2 keeps every range safe."""
     for sname, (w, _) in weights.items():
         snode = g.nodes[sname]
-        if cv.meta(snode, cv.BINARY, False) and cv.meta(snode, "snnc.binary_scale") == "layer":
+        if cv.meta(snode, cv.BINARY, False) and cv.meta(snode, cv.BINARY_SCALE) == "layer":
             alpha = float(np.abs(w).max()) if w.size else 0.0
             if alpha > 0 and alpha * lam >= 1:
                 return 2.0 ** math.floor(math.log2(alpha * lam)) / alpha, limit + " (binary alpha folded)"
@@ -253,7 +253,7 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             if binary:
                 # +-alpha: per-layer alpha with alpha*lam = 2**k (snapped above) is m = +-1 in a 2-bit Lava field
                 # (1-bit mixed-sign Dense holds only {-256, 0}); per-channel alpha keeps `bits`-bit mantissas +-m_c
-                bits = 2 if _is_pow2(float(np.abs(w).max()) * lam) and cv.meta(snode, "snnc.binary_scale") \
+                bits = 2 if _is_pow2(float(np.abs(w).max()) * lam) and cv.meta(snode, cv.BINARY_SCALE) \
                     == "layer" else max(bits, 2)
             qmax = 2 ** (bits - 1) - 1
             target = w * lam
@@ -311,7 +311,7 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             node.metadata[cv.DU], node.metadata[cv.DV] = decays
         node.metadata.setdefault(cv.DU, 4095)
         node.metadata.setdefault(cv.DV, 0)
-        node.metadata["snnc.scale"] = float(lam)
+        node.metadata[cv.SCALE] = float(lam)
         bias_now = float(np.abs(np.asarray(total)).max()) if bias_ints else 0.0
         lq.ranges = {"u_worst": lq.worst_a * 64, "u_observed": (observed[n]["a"] * lam * 64) if observed else None,
                      "u_limit": 2 ** (cv.UV_BITS - 1), "v_observed": lq.observed_v * 64, "v_limit": cv.V_MAX,

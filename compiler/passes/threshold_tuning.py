@@ -16,7 +16,6 @@ import torch.nn as nn
 from snnc.ir import conventions as cv
 from snnc.ir.graph import Graph, copy_graph, successors, validate
 
-FACTOR = "snnc.threshold_factor"
 GRID = tuple(np.round(np.arange(0.10, 1.2501, 0.025), 4))
 SKIP_METHODS = ("qcfs", "relay")
 
@@ -75,12 +74,12 @@ def tune_thresholds(graph: Graph, acts: dict[str, np.ndarray], steps: int, grid:
         frac = float(v0.max()) / theta if theta > 0 else 0.0
         k, _ = tuning_factor(acts[src], theta, steps, frac, grid)
         scale_threshold(node, k)
-        node.metadata[FACTOR] = k
+        node.metadata[cv.THRESHOLD_FACTOR] = k
         for s in successors(g, name):
             sn = g.nodes[s]
             if isinstance(sn, nir.Scale) and np.allclose(np.asarray(sn.scale, dtype=np.float64), theta):
                 sn.scale = np.asarray(sn.scale, dtype=np.float64) * k
     g.metadata = dict(g.metadata or {})
-    g.metadata["snnc.tuned_for_steps"] = int(steps)
+    g.metadata[cv.TUNED_FOR_STEPS] = int(steps)
     validate(g)
     return g

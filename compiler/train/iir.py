@@ -27,7 +27,6 @@ from snnc.ir.errors import DataError, GraphError, UnsupportedLayerError
 from snnc.ir.graph import Graph, copy_graph
 from snnc.ir.neuron import fire, step_float
 from snnc.ir.plan import Plan, build_plan
-from snnc.passes.bias_onset import ONSET
 
 
 class _TriangleSpike(torch.autograd.Function):
@@ -168,7 +167,7 @@ class SpikingGraph(nn.Module):
             if key in self.v_inits and n in self.plan.neurons:
                 node.metadata = dict(node.metadata or {})
                 node.metadata[cv.V_INIT] = self.v_inits[key].detach().double().numpy().tolist()
-                node.metadata[ONSET] = True
+                node.metadata[cv.BIAS_ONSET] = True
         return g
 
 

@@ -66,10 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
                     help=f"comma list of conversion variants from {', '.join(VARIANTS)}")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from snnc.sweep import plot, sweep
     from snnc.data import digits
     from snnc.frontend.convert import convert
     from snnc.frontend.residual import delay_imbalance
+    from snnc.sweep import plot, sweep
     from snnc.train.fit import accuracy
 
     out = Path(args.out)

@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from snnc.sweep import plot, sweep
     from snnc.data import digits
+    from snnc.sweep import plot, sweep
     from snnc.train import ClipFloor
     from snnc.train.fit import accuracy, fit
     from snnc.zoo import DigitsCNN
