@@ -38,11 +38,14 @@ from snnc.pipeline import quantize
 
 def random_float_graph(rng: np.random.Generator, depth: int | None = None) -> nir.NIRGraph:
     """Input (n0,) -> [Affine -> IF] * depth -> Affine -> I readout -> Output; float units, thresholds > 0."""
-    depth = int(rng.integers(0, 3)) if depth is None else depth
-    sizes = [int(rng.integers(1, 9)) for _ in range(depth + 2)]
     # half the graphs keep every potential in range (non-negative hidden weights, thresholds above the largest
-    # one-step input): there the integer and float runs of the same integer graph must agree exactly
+    # one-step input) and have a hidden layer (an input layer straight into the readout is sized by the readout's
+    # potential range and gets a negative weight exponent, whose floor is the one rounding left): there the
+    # integer and float runs of the same integer graph must agree exactly. Single-layer graphs (depth 0) are
+    # checked against the float graph within the quantization bound instead.
     tame = bool(rng.random() < 0.5)
+    depth = int(rng.integers(1 if tame else 0, 3)) if depth is None else depth
+    sizes = [int(rng.integers(1, 9)) for _ in range(depth + 2)]
     nodes: dict = {"input": nir.Input(input_type={"input": np.array([sizes[0]])})}
     edges, prev = [], "input"
     for i in range(depth + 1):
@@ -99,7 +102,10 @@ def valid_case(seed: int, steps: int = 8, tmpdir: str | None = None) -> dict:
     tame = bool(cv.meta(gf, "fuzz.tame", False))
     x = rng.uniform(0 if tame else -1, 1, (16, n_in)) * (rng.random((16, 1)) < 0.9)
     bits = int(rng.integers(2, 9))
-    q = quantize(gf, x, weight_bits=bits, calib_steps=steps, bias_onset=False)
+    # tame graphs take few-level input (1 bit: binary events): an 8-bit input into a layer sized by its potential
+    # range leaves the input synapse a negative weight exponent (see random_float_graph)
+    in_bits = int(rng.integers(1, 4)) if tame else 8
+    q = quantize(gf, x, weight_bits=bits, input_bits=in_bits, calib_steps=steps, bias_onset=False)
     gi, rep = q.int_graph, q.report
     ri = simulate(gi, x, steps)
     rt = simulate(float_twin(gi), quantize_input(gi, x), steps)

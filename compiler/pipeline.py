@@ -35,7 +35,8 @@ class CompileOptions:
     """Everything a compile takes beyond the model and the calibration data.
 
     convert: conversion options (torch models); import_options: NIR graphs (dt, discretisation, reset)
-    weight_bits: 1..8 for every synapse, or {synapse name: bits}
+    weight_bits: 1..8 for every synapse, or {synapse name: bits}; input_bits: bits of the graded input spikes
+        (1..16; 8 by default; 1 with non-negative data sends binary events)
     calib_steps / calib_samples: the float range run that sizes the integer potentials (steps; samples)
     bias_onset: pre-charge initial potentials so each layer's bias starts with its first input
     tune_steps: analytic threshold tuning for this T (None: off); restructure: balance residual delays
@@ -46,6 +47,7 @@ class CompileOptions:
     convert: ConvertOptions = field(default_factory=ConvertOptions)
     import_options: ImportOptions = field(default_factory=ImportOptions)
     weight_bits: int | dict = 8
+    input_bits: int = 8
     calib_steps: int = 64
     calib_samples: int = 256
     bias_onset: bool = True
@@ -173,7 +175,8 @@ def _ranges(ctx: Context, g: Graph) -> Graph:
 def _quantize(ctx: Context, g: Graph) -> Graph:
     from snnc.passes.quantize import quantize_with_report
 
-    ctx.int_graph, ctx.report = quantize_with_report(g, ctx.options.weight_bits, ctx.calib, ctx.ranges)
+    ctx.int_graph, ctx.report = quantize_with_report(g, ctx.options.weight_bits, ctx.calib, ctx.ranges,
+                                                     input_bits=ctx.options.input_bits)
     return g
 
 

@@ -112,6 +112,16 @@ FUSED_FROM = _key("snnc.fused_from", "synapse", "str", "comma-separated node nam
 # any node
 SOURCE = _key("snnc.source", "any", "str", "torch name", "the torch module or function the node came from")
 
+
+
+def markdown_table() -> str:
+    """The registry as the markdown table of docs/conventions.md (a test keeps the two equal)."""
+    rows = ["| key | on | type | unit / values | meaning |", "| --- | --- | --- | --- | --- |"]
+    for k in KEYS.values():
+        rows.append(f"| `{k.name}` | {k.on} | {k.kind} | {k.unit} | {k.doc} |")
+    return "\n".join(rows)
+
+
 CONVENTION_VERSION = 1
 FLOAT = "float"
 INTEGER = "integer"

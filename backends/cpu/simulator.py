@@ -1,16 +1,10 @@
 """Batched SNN simulator: bit-accurate Lava 0.10.0 fixed point for integer graphs, the same dynamics in float.
 
-Integer semantics (per neuron layer, per step; all state int64 holding 24-bit values):
-  a  = sum over incoming connections of the value buffered at the previous step
-       Dense (Affine/Linear): a = (mant @ s) << weight_exp   (>> floors when weight_exp < 0), no saturation
-       Conv (Conv2d/SumPool2d): a = wrap24(conv(W, s))        (Lava's signed_clamp: [-2**23, 2**23))
-  u  = decay(u, du + 1) + (a << 6), wrapped once into (-2**23, 2**23]        (u: int, 24-bit, wraps)
-  v  = clip(decay(v, dv) + u + (bias << 6), -(2**23 - 1), 2**23 - 1)      (v: int, 24-bit, saturates)
-  v  = max(v, round(v_min * 64))        only where the node has a floor (``snnc.v_min``, spiking neurons)
-  s  = v > vth << 6;  reset: v -= vth << 6 ("subtract") or v = 0 ("zero"); u is never reset
-  decay(x, d) = sign(x * (4096 - d)) * (|x * (4096 - d)| >> 12)
-Float semantics: a as above without rounding; v += a (+ bias); v = max(v, v_min); s = v > vth; same resets.
-Each wrap of u or of a conv output and each saturation of v is counted per layer (``events``).
+``simulate`` runs a graph's plan (``snnc.ir.plan``) step by step: each connection (``snnc.ir.chain``) delivers at
+step t what its source emitted at t - 1, each neuron layer updates with the kernel of its arithmetic
+(``snnc.ir.neuron``: integer fixed point in int64, or float64). Integer IF/I graphs run on the exact engine
+(``exact_engine.py``, the same kernel scheduled fused and in place, bit-identical); the int64 step loop here is the
+reference. Each wrap of u or of a conv output and each saturation of v is counted per layer (``events``).
 """
 from __future__ import annotations
 

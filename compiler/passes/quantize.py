@@ -156,6 +156,8 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
         (``snnc.backends.cpu.ranges.calibration_ranges``); None sizes potentials from the threshold alone."""
     if cv.graph_kind(graph) == cv.INTEGER:
         raise QuantizationError("graph is already an integer graph")
+    if not 1 <= int(input_bits) <= 16:
+        raise QuantizationError(f"input bits must be 1..16 (Lava's graded spikes), got {input_bits}")
     plan = build_plan(graph)
     g = copy_graph(graph)
     for c in plan.connections:
@@ -167,6 +169,9 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
         xmax, signed = 1.0, True
     if not np.isfinite(xmax) or xmax <= 0:
         xmax = 1.0
+    if signed and input_bits < 2:
+        raise QuantizationError("input bits 1 (binary events) need non-negative calibration data; it has negative "
+                                "values")
     in_levels = 2 ** (input_bits - 1) - 1 if signed else 2 ** input_bits - 1
     s_x = xmax / in_levels
     observed = ranges
