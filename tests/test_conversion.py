@@ -82,10 +82,18 @@ def test_clip_floor_levels_and_gradient():
 
 
 def test_swap_relu_replaces_and_calibrates(xs):
+    """Each ClipFloor's lambda starts at the 99.9th percentile of its ReLU's activations on the calibration data,
+    computed here by running the ReLU network itself."""
+    ref = _cnn()
+    with torch.no_grad():
+        h1 = ref[1](ref[0](torch.as_tensor(xs)))
+        h2 = ref[3](ref[2](h1))
+    want = [float(np.percentile(h.numpy().ravel(), 99.9)) for h in (h1, h2)]
     m = swap_relu(_cnn(), levels=8, calib=xs)
     cfs = [mm for mm in m.modules() if isinstance(mm, ClipFloor)]
     assert len(cfs) == 2 and not any(isinstance(mm, nn.ReLU) for mm in m.modules())
-    assert all(c.levels == 8 and c.threshold != pytest.approx(4.0, abs=1e-4) for c in cfs)
+    assert all(c.levels == 8 for c in cfs)
+    assert [float(c.lam.detach()) for c in cfs] == pytest.approx(want, rel=1e-6)
 
 
 def test_qcfs_threshold_is_lambda_and_half_init_matches_ann_at_T_eq_L(xs):
@@ -111,11 +119,25 @@ def test_half_init_lowers_T4_error(xs):
 
 
 def test_tuning_factor_balances_clip_and_quantization():
+    """tuning_factor returns the minimiser of the clip + quantization error over its grid: checked by brute force on
+    a fine grid computed here; fewer steps need a lower threshold."""
+    from snnc.passes.threshold_tuning import GRID
+
     a = np.random.default_rng(0).exponential(1.0, 20000)
     theta = float(a.max())
-    k4, r4 = tuning_factor(a, theta, steps=4)
-    k64, r64 = tuning_factor(a, theta, steps=64)
-    assert k4 < k64 <= 1.25 and r4 < 1.0 and r64 <= 1.0  # fewer steps -> lower threshold
+
+    def err(k: float, steps: int) -> float:  # E[(a - clip(floor(a T / (k theta)), 0, T) k theta / T)^2], f = 0
+        th = k * theta
+        return float(np.mean((a - np.clip(np.floor(a * steps / th), 0, steps) * th / steps) ** 2))
+
+    fine = np.arange(0.05, 1.5, 0.001)
+    for steps in (4, 64):
+        k, ratio = tuning_factor(a, theta, steps=steps)
+        best_on_grid = min(GRID, key=lambda g: err(g, steps))
+        assert k == pytest.approx(best_on_grid) and ratio == pytest.approx(err(k, steps) / err(1.0, steps))
+        k_fine = float(fine[np.argmin([err(g, steps) for g in fine])])
+        assert abs(k - k_fine) <= 0.05 and err(k, steps) <= 1.02 * err(k_fine, steps)
+    assert tuning_factor(a, theta, steps=4)[0] < tuning_factor(a, theta, steps=64)[0]
 
 
 def test_threshold_tuning_lowers_T4_error(xs):
@@ -217,11 +239,23 @@ def test_sweep_json_and_plot(tmp_path, capsys):
                "--limit", "24", "--plot", str(png), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
-    assert 0 <= out["ann_accuracy"] <= 1 and len(out["rows"]) == 8
+    assert len(out["rows"]) == 8
     assert {r["method"] for r in out["rows"]} == {"max", "percentile"}
     assert {(r["init"], r["steps"]) for r in out["rows"]} == {("zero", 2), ("zero", 16), ("half", 2), ("half", 16)}
-    assert all(0 <= r["float_accuracy"] <= 1 and 0 <= r["int_accuracy"] <= 1 for r in out["rows"])
     assert png.stat().st_size > 1000
+    # every number is the Python API's on the same data: the ANN, and each row's float and integer accuracy
+    from snnc.data import digits
+    from snnc.sweep import compile_variant
+    from snnc.train.fit import accuracy
+
+    (xcal, _), (x, y) = digits("train"), digits("test")
+    x, y = x[:24], y[:24]
+    assert out["ann_accuracy"] == accuracy(_cnn(), x, y)
+    for row in out["rows"]:
+        c = compile_variant(_cnn(), xcal, row["method"], 0.5 if row["init"] == "half" else 0.0,
+                            calib_steps=16)
+        assert row["float_accuracy"] == simulate(c.float_graph, x, row["steps"]).accuracy(y), row
+        assert row["int_accuracy"] == simulate(c.int_graph, x, row["steps"]).accuracy(y), row
     rc = main(["sweep", str(p), "--steps", "4", "--init", "half", "--calibrate", "--limit", "16", "--plot",
                str(png), "--json"])
     rows = json.loads(capsys.readouterr().out)["rows"]

@@ -171,7 +171,34 @@ def digits_run(small_compiled, digits_data):
     return g, x, y, r
 
 
+def _fanout_by_geometry(graph, conn, plan) -> np.ndarray:
+    """Per source neuron, its number of targets, counted here from the layer's geometry alone (independent of
+    snnc.analysis.sops): a dense synapse reaches every output; a conv tap (r, q) of output (oh, ow) reads input
+    (oh s - p + r d, ow s - p + q d), so each in-bounds tap adds C_out / groups targets to that input position."""
+    from snnc.ir.graph import conv2d_params
+
+    (name,) = [o for o in conn.ops if isinstance(graph.nodes[o], (nir.Affine, nir.Linear, nir.Conv2d))]
+    node, src = graph.nodes[name], tuple(plan.shapes[conn.src])
+    if not isinstance(node, nir.Conv2d):
+        return np.full(src, np.asarray(node.weight).shape[0], dtype=np.int64)
+    p = conv2d_params(node, name)
+    c_out, _, kh, kw = np.asarray(node.weight).shape
+    _, ho, wo = plan.shapes[conn.dst]
+    count = np.zeros(src, dtype=np.int64)
+    for oh in range(ho):
+        for ow in range(wo):
+            for r in range(kh):
+                for q in range(kw):
+                    i = oh * p["stride"][0] - p["padding"][0] + r * p["dilation"][0]
+                    j = ow * p["stride"][1] - p["padding"][1] + q * p["dilation"][1]
+                    if 0 <= i < src[1] and 0 <= j < src[2]:
+                        count[:, i, j] += c_out // p["groups"]
+    return count
+
+
 def test_rates_formula_equals_measured_count(digits_run):
+    """Three ways to the same SOPs per connection: spikes x fan-out counted here from the rasters and the layer
+    geometry (independent of snnc.analysis), the rates formula with snnc's fan-out map, and snnc's counters."""
     g, x, y, r = digits_run
     plan = build_plan(g)
     stats = spike_stats(g, r, plan)
@@ -181,11 +208,14 @@ def test_rates_formula_equals_measured_count(digits_run):
     for conn in plan.connections:
         if conn.src == plan.input:
             continue
+        key = (conn.src, conn.dst)
+        geo = _fanout_by_geometry(g, conn, plan)
+        np.testing.assert_array_equal(fanout_map(g, conn, plan), geo)
+        by_hand = int((r.rasters[conn.src].sum((0, 1)).astype(np.int64) * geo).sum())
         st = stats[conn.src]
         analytic = sops_from_rates(st.rates, fanout_map(g, conn, plan), r.samples, st.window)
-        key = (conn.src, conn.dst)
-        assert measured[key] > 0
-        assert analytic == pytest.approx(measured[key], rel=1e-12) and counted[key] == measured[key]
+        assert by_hand > 0
+        assert measured[key] == by_hand and counted[key] == by_hand and analytic == pytest.approx(by_hand, rel=1e-12)
     # spike statistics agree with the simulator's own totals; silent/saturated are per-neuron counts
     for n, st in stats.items():
         assert st.spikes == r.spikes_per_layer[n]

@@ -5,6 +5,12 @@ and positive weight exponents, 5-8 bit weights, graded input, >= 3 spiking layer
 as integer snnc graphs and run both on Lava (stock LIF for reset-to-zero layers, snnc's SubtractLIF for
 reset-by-subtraction layers) and on ``snnc.backends.cpu.simulator``: every spike and every final u and v must
 agree over >= 100 steps. Each Lava run is bounded by a time limit.
+
+Both sides of most comparisons here are snnc's own code in one place: the reset by subtraction and the potential
+floor inside Lava are snnc's SubtractLIF process model (``backends/lava/processes.py``), and the simulator's kernel
+is snnc's. ``test_hand_computed_spike_trains`` is the independent reference: spike times derived by hand from NIR's
+IF equations (reset by subtraction, and to zero) for one neuron, checked on both engines and on Lava; the Sinabs
+comparisons in the interop matrix (``tests/interop``) check the same dynamics against another framework.
 """
 from __future__ import annotations
 
@@ -165,20 +171,31 @@ def _inputs(seed: int, shape: tuple, n: int) -> np.ndarray:
 # ---------------------------------------------------------------- comparison
 
 
-def _compare(graph: nir.NIRGraph, x: np.ndarray, steps: int = STEPS) -> tuple[dict, dict]:
-    """Simulator vs Lava on every spike, final u and v, readout potential; returns (spike rates, sim events)."""
-    from snnc.backends.lava import run_lava
-
-    sim = simulate(graph, x, steps, rasters=True, record_final=True)
-    lav = run_lava(graph, x, steps, rasters=True, record_final=True, progress=False, timeout_s=LAVA_TIMEOUT_S)
+def _same_spikes(sim, lav, engine: str) -> None:
     for n in sim.rasters:
         r_sim, r_lava = sim.rasters[n], lav.rasters[n]
         assert r_sim.shape == r_lava.shape, n
         if not np.array_equal(r_sim, r_lava):
             t, i, *idx = np.argwhere(r_sim != r_lava)[0]
-            pytest.fail(f"layer {n}: first differing spike at step {t}, sample {i}, neuron {tuple(idx)} "
-                        f"(sim {r_sim[(t, i, *idx)]}, lava {r_lava[(t, i, *idx)]}); "
+            pytest.fail(f"{engine} engine, layer {n}: first differing spike at step {t}, sample {i}, neuron "
+                        f"{tuple(idx)} (sim {r_sim[(t, i, *idx)]}, lava {r_lava[(t, i, *idx)]}); "
                         f"{int((r_sim != r_lava).sum())} of {r_sim.size} differ")
+
+
+def _compare(graph: nir.NIRGraph, x: np.ndarray, steps: int = STEPS) -> tuple[dict, dict]:
+    """Both simulator engines vs Lava: every spike and the readout potential of the fast engine (what users run)
+    and of the int64 reference engine, and the reference's final u and v; returns (spike rates, sim events)."""
+    from snnc.backends.lava import run_lava
+
+    sim = simulate(graph, x, steps, rasters=True, record_final=True)
+    assert sim.engine == "reference"
+    lav = run_lava(graph, x, steps, rasters=True, record_final=True, progress=False, timeout_s=LAVA_TIMEOUT_S)
+    _same_spikes(sim, lav, "reference")
+    fast = simulate(graph, x, steps, rasters=True, engine="fast")
+    assert fast.engine == "fast"
+    _same_spikes(fast, lav, "fast")
+    np.testing.assert_array_equal(fast.potentials, lav.potentials)
+    assert fast.events == sim.events
     for n, st in sim.final_state.items():
         for k in ("u", "v"):
             np.testing.assert_array_equal(st[k], lav.final_state[n][k], err_msg=f"layer {n}: final {k}")
@@ -241,8 +258,43 @@ def test_converted_digits_cnn_verifies() -> None:
     model = fit(DigitsCNN(c1=4, c2=8), xtr[:300], ytr[:300], epochs=1)
     g = snnc.compile(model, xtr[:200], ConvertOptions(v_init=0.5)).int_graph
     rep = verify(g, xte[:10], 32, progress=False, timeout_s=LAVA_TIMEOUT_S)
-    assert rep.spikes_compared > 0 and sum(rep.layers[n].spikes_compared for n in rep.layers) > 0
-    assert rep.ok, (rep.first_divergence, rep.spikes_differ, rep.potentials_differ, rep.state_differ)
+    assert rep.engine == "fast"  # the engine users run is the one compared spike for spike
+    spiking = {n: d for n, d in rep.layers.items() if d.spikes_compared}
+    assert set(spiking) == {"relu1", "relu2"}
+    for n, d in spiking.items():  # activity: every layer fires, none saturates
+        assert 0.01 < d.lava_spikes / d.spikes_compared < 0.9, (n, d)
+    assert rep.ok, (rep.first_divergence, rep.spikes_differ, rep.potentials_differ, rep.state_differ,
+                    rep.reference_spikes_differ)
+
+
+@pytest.mark.parametrize("reset,spike_steps", [
+    # one IF neuron, vth = 5, input a = 3 from step 1 (one connection), v_init = 0; by hand from NIR's IF:
+    # subtract: v = 3, 6>5 spike ->1, 4, 7 spike ->2, 5 (not > 5), 8 spike ->3, 6 spike ->1, 4, 7 spike ->2, 5,
+    #           8 spike ->3 (steps 1..11: the run lasts T + depth = 10 + 2 steps)
+    ("subtract", [2, 4, 6, 7, 9, 11]),
+    # zero:     v = 3, 6 spike ->0, 3, 6 spike ->0, ..., 3 at step 11
+    ("zero", [2, 4, 6, 8, 10]),
+])
+def test_hand_computed_spike_trains(reset: str, spike_steps: list[int]) -> None:
+    """The independent reference for the reset semantics: spike times worked out by hand (see the parameters)."""
+    fc = nir.Affine(weight=np.array([[3.0]]), bias=np.zeros(1))
+    fc.metadata = {cv.WEIGHT_EXP: 0, cv.WEIGHT_BITS: 8}
+    out = nir.Affine(weight=np.array([[1.0]]), bias=np.zeros(1))
+    out.metadata = {cv.WEIGHT_EXP: 0, cv.WEIGHT_BITS: 8}
+    g = _graph({"fc": fc, "h": _if((1,), 5, reset, 4095, 0), "out_fc": out, "out": _readout(1)},
+               [("input", "fc"), ("fc", "h"), ("h", "out_fc"), ("out_fc", "out"), ("out", "output")], (1,), 1)
+    g.metadata[cv.INPUT_SCALE] = 1.0
+    x = np.ones((1, 1))
+    want = np.zeros(12, dtype=bool)
+    want[spike_steps] = True
+    for engine in ("reference", "fast"):
+        r = simulate(g, x, 10, rasters=True, engine=engine)
+        assert r.rasters["h"][:, 0, 0].tolist() == want.tolist(), engine
+    if HAS_LAVA:
+        from snnc.backends.lava import run_lava
+
+        lav = run_lava(g, x, 10, rasters=True, record_final=False, progress=False, timeout_s=LAVA_TIMEOUT_S)
+        assert lav.rasters["h"][:, 0, 0].tolist() == want.tolist()
 
 
 # ---------------------------------------------------------------- verify, CLI, layout, errors

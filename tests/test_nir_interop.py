@@ -175,8 +175,9 @@ def test_snntorch_synaptic_conv_spikes_equal():
 
 @pytest.mark.skipif(not HAS_SNNTORCH, reason=NO_SNNTORCH)
 def test_snntorch_graph_compiles_to_integer_and_lava(tmp_path):
-    """compile_nir: quantized LIF/CubaLIF layers (du/dv from the time constants) run in the integer simulator;
-    the integer run tracks the float run; Lava (when installed) matches the simulator spike for spike."""
+    """snnc.compile of an snnTorch file: quantized LIF layers (du/dv from the time constants) run in the integer
+    simulator; per layer and neuron, the integer spike counts track the float run's (both layers active); Lava
+    matches the simulator (the engine users run) spike for spike on 8 samples x 32 steps."""
     net = _leaky_mlp(reset_delay=False, reset="zero")
     g = _snntorch_export(net, torch.randn(1, 8))
     nir.write(tmp_path / "m.nir", g)
@@ -187,17 +188,22 @@ def test_snntorch_graph_compiles_to_integer_and_lava(tmp_path):
     assert c.int_graph.nodes["3"].metadata["snnc.dv"] == round(4096 * 0.2)
     fl = simulate(c.float_graph, x, T)
     it = simulate(c.int_graph, x, T)
-    assert fl.spike_counts["1"].sum() > 0
-    rel = abs(int(it.spike_counts["1"].sum()) - int(fl.spike_counts["1"].sum())) / fl.spike_counts["1"].sum()
-    print("MEASURE snntorch MLP integer vs float spike-count rel. difference (layer 1)", rel)
-    assert rel < 0.1
+    window = T + 2  # latency steps of this two-connection net
+    for n in ("1", "3"):
+        f, i = fl.spike_counts[n].astype(float), it.spike_counts[n].astype(float)
+        assert 0.02 < f.mean() / window < 0.9, (n, f.mean() / window)  # the layer is active, not saturated
+        per_neuron = np.abs(i - f).mean() / f.mean()
+        print("MEASURE snntorch MLP integer vs float mean per-neuron spike-count difference, layer", n, per_neuron)
+        assert per_neuron < 0.05, (n, per_neuron)
     if HAS_LAVA:
         from snnc.backends.lava import run_lava
 
-        lav = run_lava(c.int_graph, x[:4], 16, rasters=True, progress=False, timeout_s=120)
-        sim = simulate(c.int_graph, x[:4], 16, rasters=True)
-        for n in sim.rasters:
+        lav = run_lava(c.int_graph, x[:8], 32, rasters=True, progress=False, timeout_s=300)
+        sim = simulate(c.int_graph, x[:8], 32, rasters=True)
+        for n in ("1", "3"):
+            assert 0.02 < lav.rasters[n].mean() < 0.9, n
             assert np.array_equal(sim.rasters[n], lav.rasters[n]), n
+        np.testing.assert_array_equal(sim.potentials, lav.potentials)
 
 
 @pytest.mark.skipif(not HAS_SNNTORCH, reason=NO_SNNTORCH)

@@ -219,6 +219,15 @@ def test_cli_compile_simulate_inspect_json(tmp_path, digits_model, capsys):
         assert k in sim
     assert 0 <= sim["accuracy"] <= 1 and sim["steps"] == 8 and sim["latency_steps"] == 11
     assert sim["samples"] == 40 and set(sim["spikes_per_layer"]) == {"relu1", "relu2"}
+    # the CLI's numbers are the Python API's on the same samples: the same graph, accuracy and spikes
+    import snnc
+    from snnc.data import digits
+
+    (xtr, _), (xte, yte) = digits("train"), digits("test")
+    assert snnc.ir.graphs_equal(snnc.read(out), snnc.compile(digits_model, xtr).int_graph)
+    r = snnc.simulate(snnc.read(out), xte[:40], 8)
+    assert sim["accuracy"] == r.accuracy(yte[:40]) and sim["spikes_per_layer"] == r.spikes_per_layer
+    assert min(sim["spikes_per_layer"].values()) > 0
     assert main(["inspect", str(out), "--json"]) == 0
     ins = json.loads(capsys.readouterr().out)
     assert ins["kind"] == "integer" and any(n["type"] == "IF" for n in ins["nodes"])

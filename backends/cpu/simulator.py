@@ -49,6 +49,7 @@ class SimResult:
     rasters: dict[str, np.ndarray] | None = None
     final_state: dict[str, dict[str, np.ndarray]] | None = None
     neurons_per_layer: dict[str, int] = field(default_factory=dict)
+    engine: str = "reference"  # "fast" (exact_engine) or "reference" (the int64 / float64 step loop)
     ranges: dict[str, dict[str, float]] | None = None  # layer -> max |a| per step; max v before reset (max |v| for
     # the readout). Spiking layers may saturate on the negative side (counted in events): only the positive side
     # decides spikes early, and a bound on the negative side would cost the weights their precision.
@@ -303,6 +304,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
         spikes_per_layer={n: int(counts[n].sum()) for n in plan.neurons if not layers[n].readout},
         spike_counts=counts, events=events, seconds=seconds, rasters=rast, final_state=final,
         neurons_per_layer={n: math.prod(plan.shapes[n]) for n in plan.neurons},
+        engine="fast" if use_fast else "reference",
         ranges={n: {"a": rng_a[n], "v": rng_v[n]} for n in plan.neurons} if track_ranges else None)
     if strict and res.total_events():
         bad = {k: d for k, d in events.items() if sum(d.values())}

@@ -70,14 +70,13 @@ def synapse_of(graph: Graph, ops: list[str]) -> str:
     return ws[0]
 
 
-def _row_abs_sum(node, w: np.ndarray) -> np.ndarray:
-    """Per output neuron, max(sum of positive, sum of negative) weights: the worst |a| for 0/1 inputs."""
-    if isinstance(node, nir.Conv2d):
-        pos = np.clip(w, 0, None).reshape(w.shape[0], -1).sum(1)
-        neg = np.clip(-w, 0, None).reshape(w.shape[0], -1).sum(1)
-    else:
-        pos, neg = np.clip(w, 0, None).sum(1), np.clip(-w, 0, None).sum(1)
-    return np.maximum(pos, neg)
+def _row_abs_sum(node, w: np.ndarray, signed: bool = False) -> np.ndarray:
+    """Per output neuron, the worst |a| per unit of input magnitude: for inputs in [0, m] (spikes, unsigned graded
+    input) max(sum of positive, sum of negative weights); for signed inputs in [-m, m] the sum of |w|."""
+    w = w.reshape(w.shape[0], -1)
+    if signed:
+        return np.abs(w).sum(1)
+    return np.maximum(np.clip(w, 0, None).sum(1), np.clip(-w, 0, None).sum(1))
 
 
 def leaky_decays(n: str, node) -> tuple[int, int]:
@@ -144,6 +143,67 @@ def _snap_binary_scale(g: Graph, weights: dict, lam: float, limit: str) -> tuple
     return lam, limit
 
 
+def _quantize_synapses(g: Graph, n: str, weights: dict, originals: dict, lam: float, limit: str, obs_v: float,
+                       weight_bits: int | dict, signed: bool, input_node: str, in_levels: int, input_bits: int
+                       ) -> tuple["LayerQuant", list[str], int]:
+    """Quantize the synapses into layer ``n`` at scale ``lam`` (from their float ``originals``); returns the layer's
+    record, the synapses holding integer biases, and the exact worst-case |a| of the integer weights (a_in units:
+    every corner of the input domain, the floor of a negative exponent included)."""
+    lq = LayerQuant(name=n, scale=lam, vth=None, limit=limit, worst_a=0, observed_v=obs_v * lam)
+    bias_ints = []
+    int_worst = 0
+    for sname, (w, c) in weights.items():
+        snode = g.nodes[sname]
+        snode.weight, snode.metadata = originals[sname][0], dict(originals[sname][2])
+        if originals[sname][1] is not None:
+            snode.bias = originals[sname][1]
+        bits = weight_bits.get(sname, 8) if isinstance(weight_bits, dict) else int(weight_bits)
+        if not 1 <= bits <= 8:
+            raise QuantizationError(f"synapse {sname!r}: weight bits must be 1..8, got {bits}")
+        binary = bool(cv.meta(snode, cv.BINARY, False))
+        if binary:
+            # +-alpha: per-layer alpha with alpha*lam = 2**k (snapped above) is m = +-1 in a 2-bit Lava field
+            # (1-bit mixed-sign Dense holds only {-256, 0}); per-channel alpha keeps `bits`-bit mantissas +-m_c
+            bits = 2 if _is_pow2(float(np.abs(w).max()) * lam) and cv.meta(snode, cv.BINARY_SCALE) \
+                == "layer" else max(bits, 2)
+        qmax = 2 ** (bits - 1) - 1
+        target = w * lam
+        amax = float(np.abs(target).max()) if target.size else 0.0
+        unit_shift = 9 - bits
+        e = math.ceil(math.log2(amax / qmax)) - unit_shift if amax > 0 else 0
+        e_lo = -unit_shift if isinstance(snode, nir.Conv2d) else E_MIN
+        e = int(min(max(e, e_lo), E_MAX))
+        unit = 2.0 ** (unit_shift + e)
+        m = np.clip(np.round(target / unit), -qmax, qmax)
+        if binary:  # never round a binary weight to 0: each scale group keeps exactly two values +-m_c
+            m = np.where(target > 0, np.maximum(m, 1), np.where(target < 0, np.minimum(m, -1), 0))
+        if amax / unit > qmax + 0.5:
+            raise QuantizationError(f"synapse {sname!r}: weights need exponent > {E_MAX} at {bits} bits")
+        w_eff = m * unit
+        snode.weight = w_eff
+        in_max = (2 ** (input_bits - 1) if signed else in_levels) if c.src == input_node else 1
+        rows = _row_abs_sum(snode, w_eff, signed and c.src == input_node) * in_max
+        int_worst += int(math.ceil(rows.max())) + (1 if e < 0 and not isinstance(snode, nir.Conv2d) else 0) \
+            if rows.size else 0
+        err = float(np.abs(w_eff - target).max() / amax) if amax > 0 else 0.0
+        b = np.asarray(getattr(snode, "bias", np.zeros(w.shape[0])), dtype=np.float64) * lam
+        b_int = np.round(b)
+        if isinstance(snode, (nir.Affine, nir.Conv2d)):
+            snode.bias = b_int * np.ones(w.shape[0])
+            bias_ints.append(sname)
+        snode.metadata = dict(snode.metadata or {})
+        snode.metadata.update({cv.WEIGHT_EXP: int(e + unit_shift) if isinstance(snode, nir.Conv2d) else int(e),
+                               cv.WEIGHT_BITS: int(bits)})
+        if isinstance(snode, nir.Conv2d):
+            # Lava's Conv has no exponent: the integer weight is W_eff itself
+            snode.metadata[cv.WEIGHT_EXP] = 0
+        lq.synapses[sname] = {"weight_exp": int(snode.metadata[cv.WEIGHT_EXP]), "bits": int(bits),
+                              "unit": unit, "max_rel_error": err,
+                              "mant_max": int(np.abs(m).max()) if m.size else 0, "mant_limit": int(qmax)}
+    lq.worst_a = int_worst
+    return lq, bias_ints, int_worst
+
+
 def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, calib: np.ndarray | None = None,
                          ranges: dict[str, dict[str, float]] | None = None, input_bits: int = 8,
                          v_margin: float = 0.9) -> tuple[Graph, QuantReport]:
@@ -208,13 +268,13 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             sname = synapse_of(g, c.ops)
             snode = g.nodes[sname]
             w = np.asarray(snode.weight, dtype=np.float64)
-            if c.src == plan.input:
+            if c.src == plan.input:  # graded input: quantize_input clips to [-2**(bits-1), 2**(bits-1) - 1] signed
                 w = w * s_x
-                in_max = in_levels
+                in_max = 2 ** (input_bits - 1) if signed else in_levels
             else:
                 in_max = 1.0
             weights[sname] = (w, c)
-            worst_rows = _row_abs_sum(snode, w) * in_max
+            worst_rows = _row_abs_sum(snode, w, signed and c.src == plan.input) * in_max
             worst += float(worst_rows.max()) if worst_rows.size else 0.0
             b = np.asarray(getattr(snode, "bias", 0.0), dtype=np.float64)
             bias_sum += float(np.abs(b).max()) if b.size else 0.0
@@ -246,50 +306,18 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
         if not np.isfinite(lam):
             lam = 1.0
         lam, limit = _snap_binary_scale(g, weights, lam, limit)
-        lq = LayerQuant(name=n, scale=lam, vth=None, limit=limit, worst_a=int(math.ceil(worst * lam)),
-                        observed_v=obs_v * lam)
-        bias_ints = []
-        for sname, (w, c) in weights.items():
-            snode = g.nodes[sname]
-            bits = weight_bits.get(sname, 8) if isinstance(weight_bits, dict) else int(weight_bits)
-            if not 1 <= bits <= 8:
-                raise QuantizationError(f"synapse {sname!r}: weight bits must be 1..8, got {bits}")
-            binary = bool(cv.meta(snode, cv.BINARY, False))
-            if binary:
-                # +-alpha: per-layer alpha with alpha*lam = 2**k (snapped above) is m = +-1 in a 2-bit Lava field
-                # (1-bit mixed-sign Dense holds only {-256, 0}); per-channel alpha keeps `bits`-bit mantissas +-m_c
-                bits = 2 if _is_pow2(float(np.abs(w).max()) * lam) and cv.meta(snode, cv.BINARY_SCALE) \
-                    == "layer" else max(bits, 2)
-            qmax = 2 ** (bits - 1) - 1
-            target = w * lam
-            amax = float(np.abs(target).max()) if target.size else 0.0
-            unit_shift = 9 - bits
-            e = math.ceil(math.log2(amax / qmax)) - unit_shift if amax > 0 else 0
-            e_lo = -unit_shift if isinstance(snode, nir.Conv2d) else E_MIN
-            e = int(min(max(e, e_lo), E_MAX))
-            unit = 2.0 ** (unit_shift + e)
-            m = np.clip(np.round(target / unit), -qmax, qmax)
-            if binary:  # never round a binary weight to 0: each scale group keeps exactly two values +-m_c
-                m = np.where(target > 0, np.maximum(m, 1), np.where(target < 0, np.minimum(m, -1), 0))
-            if amax / unit > qmax + 0.5:
-                raise QuantizationError(f"synapse {sname!r}: weights need exponent > {E_MAX} at {bits} bits")
-            w_eff = m * unit
-            snode.weight = w_eff
-            err = float(np.abs(w_eff - target).max() / amax) if amax > 0 else 0.0
-            b = np.asarray(getattr(snode, "bias", np.zeros(w.shape[0])), dtype=np.float64) * lam
-            b_int = np.round(b)
-            if isinstance(snode, (nir.Affine, nir.Conv2d)):
-                snode.bias = b_int * np.ones(w.shape[0])
-                bias_ints.append(sname)
-            snode.metadata = dict(snode.metadata or {})
-            snode.metadata.update({cv.WEIGHT_EXP: int(e + unit_shift) if isinstance(snode, nir.Conv2d) else int(e),
-                                   cv.WEIGHT_BITS: int(bits)})
-            if isinstance(snode, nir.Conv2d):
-                # Lava's Conv has no exponent: the integer weight is W_eff itself
-                snode.metadata[cv.WEIGHT_EXP] = 0
-            lq.synapses[sname] = {"weight_exp": int(snode.metadata[cv.WEIGHT_EXP]), "bits": int(bits),
-                                  "unit": unit, "max_rel_error": err,
-                                  "mant_max": int(np.abs(m).max()) if m.size else 0, "mant_limit": int(qmax)}
+        originals = {sname: (g.nodes[sname].weight, getattr(g.nodes[sname], "bias", None),
+                             dict(g.nodes[sname].metadata or {})) for sname in weights}
+        for _attempt in range(8):  # rounding can lift the integer worst case above the float one: shrink lam
+            lq, bias_ints, int_worst = _quantize_synapses(g, n, weights, originals, lam, limit, obs_v, weight_bits,
+                                                          signed, plan.input, in_levels, input_bits)
+            gain = cv.DECAY_UNITY / (decays[0] + 1) if decays is not None else 1.0  # a current with memory
+            if int_worst * gain <= cv.A_MAX:
+                break
+            lam *= 0.999 * cv.A_MAX / (int_worst * gain)
+            limit = "a_in range (worst case, after rounding)"
+        else:
+            raise QuantizationError(f"layer {n!r}: the worst-case input current does not fit Lava's 24-bit u")
         # the summed bias must fit bias_mant << bias_exp with bias_exp <= 7
         total = sum(np.asarray(g.nodes[s].bias) * 1.0 for s in bias_ints) if bias_ints else 0.0
         if bias_ints:
