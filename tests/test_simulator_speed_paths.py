@@ -142,9 +142,16 @@ def test_float32_bound_is_checked_per_connection():
     holding every integer): the worst case is constructed here, independently of the engine's bound, and the engine's
     bound must cover it; in the "big" variant some connection reaches 2**23 and must run in float64."""
     plan_dtypes = {}
-    for kind in ("plain", "big"):
+    for kind in ("plain", "big", "near"):
         g0, x = _random_int_graph(5)
         g = g0 if kind == "plain" else _variant(g0, "big", np.random.default_rng(0))
+        if kind == "near":  # the input conv's worst case just above 2**23 (x 1.2): float32 would round there
+            g = copy_graph(g0)
+            plan0 = build_plan(g)
+            first = [c for c in plan0.connections if c.src == plan0.input][0].ops[-1]
+            w = np.asarray(g.nodes[first].weight)
+            in_max = float(np.abs(quantize_input(g, x)).max())
+            g.nodes[first].weight = np.full(w.shape, float(np.ceil(1.2 * 2 ** 23 / (w[0].size * in_max))))
         plan = build_plan(g)
         conns, _ = _plans(g, x)
         in_max = float(np.abs(quantize_input(g, x)).max())
@@ -157,7 +164,8 @@ def test_float32_bound_is_checked_per_connection():
             if cp.dtype == torch.float32:
                 assert worst < 2 ** 23, (kind, c.src, c.dst, worst)
             plan_dtypes[(kind, c.src, c.dst)] = (cp.dtype, worst)
-    assert any(dt == torch.float64 and w >= 2 ** 23 for (k, *_), (dt, w) in plan_dtypes.items() if k == "big")
+    for kind in ("big", "near"):
+        assert any(dt == torch.float64 and w >= 2 ** 23 for (k, *_), (dt, w) in plan_dtypes.items() if k == kind)
     assert all(dt == torch.float32 for (k, *_), (dt, w) in plan_dtypes.items() if k == "plain")
 
 
