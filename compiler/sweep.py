@@ -60,32 +60,76 @@ def compile_variant(model: torch.nn.Module, calib: np.ndarray, method: str, v_in
                                                 calibrate_steps=calibrate_steps, calibrate_samples=calibrate_samples))
 
 
+@dataclass(frozen=True)
+class SweepOptions:
+    """What every grid point of one sweep shares (see ``sweep``); ``calib_steps`` is the quantize range run's T."""
+
+    tune: bool = False
+    restructure: bool = False
+    integer: bool = True
+    percentile: float = 99.99
+    calib_steps: int = 64
+    calibrate: bool = False
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One grid point: a conversion variant at ``steps`` time-steps. ``compile_steps`` is the T its compile is
+    specialised for (threshold tuning / layer calibration), None when one compile serves every T."""
+
+    method: str
+    init: str
+    floor: float | None
+    steps: int
+    compile_steps: int | None
+
+    @property
+    def compile_key(self) -> tuple:
+        """Points with the same key share one compile."""
+        return self.method, self.init, self.floor, self.compile_steps
+
+
+def grid(steps: list[int], methods: list[str], inits: list[str], floors: Sequence[float | None],
+         opts: SweepOptions) -> list[SweepPoint]:
+    """The sweep's grid points in the order ``sweep`` reports its rows (method, init, floor, then T)."""
+    per_t = opts.tune or opts.calibrate
+    return [SweepPoint(m, i, f, t, t if per_t else None) for m in methods for i in inits for f in floors
+            for t in steps]
+
+
+def compile_point(model: torch.nn.Module, xcal: np.ndarray, p: SweepPoint, opts: SweepOptions):
+    """Compile the variant of grid point ``p`` (one ``snnc.compile``)."""
+    return compile_variant(model, xcal, p.method, INITS[p.init], p.compile_steps if opts.tune else None,
+                           opts.restructure, opts.percentile, calib_steps=opts.calib_steps, v_floor=p.floor,
+                           calibrate_steps=p.compile_steps if opts.calibrate else None)
+
+
+def evaluate_point(c, x: np.ndarray, y: np.ndarray, p: SweepPoint, opts: SweepOptions) -> SweepRow:
+    """Float (and integer) SNN accuracy of the compiled variant ``c`` at grid point ``p``."""
+    from snnc.backends.cpu.simulator import simulate
+
+    fa = simulate(c.float_graph, x, steps=p.steps).accuracy(y)
+    ia = simulate(c.int_graph, x, steps=p.steps).accuracy(y) if opts.integer else None
+    return SweepRow(p.method, p.init, p.steps, fa, ia, opts.tune, opts.restructure, p.floor, opts.calibrate)
+
+
 def sweep(model: torch.nn.Module, xcal: np.ndarray, x: np.ndarray, y: np.ndarray, steps: list[int],
           methods: list[str], inits: list[str], tune: bool = False, restructure: bool = False,
           integer: bool = True, percentile: float = 99.99, calib_steps: int | None = None,
           log: Callable[[SweepRow], None] | None = None, floors: Sequence[float | None] = (1.0,),
           calibrate: bool = False) -> list[SweepRow]:
     """Accuracy rows for every (method, init, floor, T); compiles once per variant (once per T with ``tune`` or
-    ``calibrate``)."""
-    from snnc.backends.cpu.simulator import simulate
-
+    ``calibrate``). ``snnc.cluster.sweep`` spreads the same grid over Ray workers."""
+    opts = SweepOptions(tune, restructure, integer, percentile, calib_steps or max(steps), calibrate)
     rows = []
-    cs = calib_steps or max(steps)
-    for method in methods:
-        for init in inits:
-            for floor in floors:
-                c = None
-                for t in steps:
-                    if c is None or tune or calibrate:
-                        c = compile_variant(model, xcal, method, INITS[init], t if tune else None, restructure,
-                                            percentile, calib_steps=cs, v_floor=floor,
-                                            calibrate_steps=t if calibrate else None)
-                    fa = simulate(c.float_graph, x, steps=t).accuracy(y)
-                    ia = simulate(c.int_graph, x, steps=t).accuracy(y) if integer else None
-                    row = SweepRow(method, init, t, fa, ia, tune, restructure, floor, calibrate)
-                    rows.append(row)
-                    if log:
-                        log(row)
+    key, c = None, None
+    for p in grid(steps, methods, inits, floors, opts):
+        if p.compile_key != key:
+            key, c = p.compile_key, compile_point(model, xcal, p, opts)
+        row = evaluate_point(c, x, y, p, opts)
+        rows.append(row)
+        if log:
+            log(row)
     return rows
 
 

@@ -2,6 +2,7 @@
 from . import conventions
 from .errors import (
                      BackendError,
+                     ClusterError,
                      DataError,
                      GraphError,
                      NIRFileError,
@@ -30,4 +31,4 @@ from .nirfile import graphs_equal
 __all__ = ["conventions", "Graph", "read", "write", "validate", "infer_shapes", "topo_order", "to_networkx",
            "predecessors", "successors", "input_name", "output_name", "copy_graph", "graphs_equal", "make_graph",
            "SnncError", "UnsupportedLayerError", "GraphError", "NIRFileError", "QuantizationError",
-           "BackendError", "DataError", "OverflowEventError"]
+           "BackendError", "DataError", "OverflowEventError", "ClusterError"]

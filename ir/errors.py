@@ -50,3 +50,10 @@ class OverflowEventError(SnncError):
     """``--strict`` run in which a potential saturated or a current/conv output wrapped (names the layer)."""
 
     exit_code = 9
+
+
+class ClusterError(SnncError):
+    """``--cluster`` / ``cluster=``: a bad cluster spec, Ray not installed (says how to install the extra), or a
+    Ray cluster that cannot be reached or started (names the address)."""
+
+    exit_code = 10

@@ -80,6 +80,12 @@ def add_sim_args(p: argparse.ArgumentParser, steps: int = 32) -> None:
     p.add_argument("--device", default="cpu", help="torch device for the simulator (cpu, cuda)")
 
 
+def add_cluster_arg(p: argparse.ArgumentParser, what: str = "samples") -> None:
+    """--cluster: shard the work over Ray workers (snnc.cluster; needs pip install 'snnc[cluster]')."""
+    p.add_argument("--cluster", metavar="SPEC", help=f"shard the {what} over Ray workers: local (one per core), "
+                   "local:N, or ray://HOST:PORT (an existing cluster); needs pip install 'snnc[cluster]'")
+
+
 def print_spike_table(r: Any, title: str, events: bool = True) -> None:
     """Rich table of a run: per spiking layer, neurons, spikes, spikes/neuron/step (and overflow events)."""
     from rich.console import Console

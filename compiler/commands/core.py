@@ -7,6 +7,7 @@ import time
 import nir
 import numpy as np
 from snnc.commands._common import (
+    add_cluster_arg,
     add_data_args,
     add_json,
     add_sim_args,
@@ -125,6 +126,7 @@ def run_compile(args: argparse.Namespace) -> int:
 def _sim_args(p: argparse.ArgumentParser) -> None:
     add_sim_args(p, steps=32)
     p.add_argument("--strict", action="store_true", help="any wrap/saturation event is an error")
+    add_cluster_arg(p)
     add_json(p)
 
 
@@ -137,7 +139,13 @@ def run_simulate(args: argparse.Namespace) -> int:
     y = need_labels(y, args.data)
     if args.steps < 1:
         raise DataError("--steps must be >= 1")
-    r = simulate(g, x, args.steps, batch_size=args.batch, device=args.device, strict=args.strict)
+    if args.cluster:
+        from snnc import cluster
+
+        r = cluster.simulate(g, x, args.steps, args.cluster, batch_size=args.batch, device=args.device,
+                             strict=args.strict, progress=not args.json)
+    else:
+        r = simulate(g, x, args.steps, batch_size=args.batch, device=args.device, strict=args.strict)
     acc = r.accuracy(y)
     out = {"accuracy": acc, "steps": r.steps, "latency_steps": r.latency_steps, "samples": r.samples,
            "kind": r.kind, "spikes_per_layer": r.spikes_per_layer, "samples_per_s": r.samples_per_s,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from snnc.commands._common import add_json, add_sim_args, load_data, need_labels
+from snnc.commands._common import add_cluster_arg, add_json, add_sim_args, load_data, need_labels
 from snnc.ir.errors import DataError
 
 
@@ -16,6 +16,7 @@ def _energy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", metavar="DIR", help="write the PNG plots into DIR")
     p.add_argument("--sweep", default="", help="comma-separated T values for the accuracy-vs-energy plot and the "
                    "'sweep' JSON key (e.g. 1,4,8,32); each runs the simulator again")
+    add_cluster_arg(p)
     add_json(p)
 
 
@@ -44,7 +45,13 @@ def run_energy(args: argparse.Namespace) -> int:
     y = need_labels(y, args.data)
 
     def run(T: int):
-        r = simulate(g, x, T, batch_size=args.batch, device=args.device)
+        if args.cluster:
+            from snnc import cluster
+
+            r = cluster.simulate(g, x, T, args.cluster, batch_size=args.batch, device=args.device,
+                                 progress=not args.json)
+        else:
+            r = simulate(g, x, T, batch_size=args.batch, device=args.device)
         return energy_report(g, x, r, model, y)
 
     rep = run(args.steps)

@@ -5,6 +5,7 @@ import argparse
 from typing import Any
 
 from snnc.commands._common import (
+    add_cluster_arg,
     add_data_args,
     add_json,
     load_data,
@@ -24,6 +25,11 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help="seconds before a stuck Lava run is stopped (BackendError)")
     add_json(p)
+
+
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    _common_args(p)
+    add_cluster_arg(p)
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -79,7 +85,12 @@ def run_verify(args: argparse.Namespace) -> int:
     from snnc.backends.lava import verify
 
     g, x, _ = _load(args)
-    rep = verify(g, x, args.steps, progress=not args.json, timeout_s=args.timeout)
+    if args.cluster:
+        from snnc import cluster
+
+        rep = cluster.verify(g, x, args.steps, args.cluster, timeout_s=args.timeout, progress=not args.json)
+    else:
+        rep = verify(g, x, args.steps, progress=not args.json, timeout_s=args.timeout)
     if args.json:
         from snnc.commands._common import print_json
 
@@ -114,5 +125,5 @@ COMMANDS = [
     ("run", "run an integer NIR graph on Lava (fixed point) or the CPU simulator: accuracy, spikes, samples/s",
      _run_args, run_run),
     ("verify", "run the same samples on Lava and the CPU simulator and compare every spike and potential",
-     _common_args, run_verify),
+     _verify_args, run_verify),
 ]

@@ -6,6 +6,7 @@ import time
 from dataclasses import asdict
 
 from snnc.commands._common import (
+    add_cluster_arg,
     add_data_args,
     add_json,
     load_data,
@@ -48,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-int", action="store_true", help="float simulation only")
     p.add_argument("--limit", type=int, help="evaluate on the first N test samples only")
     p.add_argument("--plot", default="sweep_accuracy.png", help="PNG written here")
+    add_cluster_arg(p, "grid points")
     add_json(p)
 
 
@@ -69,8 +71,15 @@ def run(args: argparse.Namespace) -> int:
     y = need_labels(y, args.data)
     ann = accuracy(model, x, y)
     t0 = time.perf_counter()
-    rows = sweep(model, xcal, x, y, steps, methods, inits, args.tune, args.restructure, not args.no_int,
-                 args.percentile, floors=floors, calibrate=args.calibrate)
+    if args.cluster:
+        from snnc import cluster
+
+        rows = cluster.sweep(model, xcal, x, y, steps, methods, inits, args.tune, args.restructure, not args.no_int,
+                             args.percentile, floors=floors, calibrate=args.calibrate, cluster=args.cluster,
+                             progress=not args.json)
+    else:
+        rows = sweep(model, xcal, x, y, steps, methods, inits, args.tune, args.restructure, not args.no_int,
+                     args.percentile, floors=floors, calibrate=args.calibrate)
     secs = time.perf_counter() - t0
     plot(rows, ann, args.plot, f"{args.model}: SNN accuracy vs T")
     if args.json:
