@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import resource
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,12 @@ def _report(rep) -> dict:
     for k in ("lava_samples_per_s", "sim_samples_per_s", "lava_compile_s"):
         d.pop(k)
     return d
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (Lava's runtime processes)."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def _best(fn, repeat: int) -> tuple[float, object]:
@@ -113,16 +120,17 @@ def main(argv: list[str] | None = None) -> int:
           f"Ray start {t_start:.2f} s; identical {same_sim}", flush=True)
 
     xv = x[:args.verify_samples]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     rep1 = verify(g, xv, args.steps, progress=False)
     t_ver1 = time.perf_counter() - t0
+    cores = (_cpu_s() - c0) / t_ver1
     vshards: list = []
     t0 = time.perf_counter()
     rep2 = cluster.verify(g, xv, args.steps, spec, progress=False, on_shard=vshards.append)
     t_ver2 = time.perf_counter() - t0
     same_ver = _report(rep1) == _report(rep2) and rep1.ok
     print(f"verify {len(xv)} samples: one process {t_ver1:.2f} s (Lava {rep1.lava_samples_per_s:.2f} samples/s, "
-          f"compile {rep1.lava_compile_s:.2f} s); {spec}: {t_ver2:.2f} s (per worker Lava "
+          f"compile {rep1.lava_compile_s:.2f} s, {cores:.2f} cores busy); {spec}: {t_ver2:.2f} s (per worker Lava "
           f"{rep2.lava_samples_per_s:.2f} samples/s; shards " + ", ".join(f"{s.seconds:.2f}" for s in
                                                                           sorted(vshards, key=lambda s: s.index))
           + f" s); identical {same_ver}", flush=True)

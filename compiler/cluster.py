@@ -19,6 +19,7 @@ re-raised as itself (not retried). Ray is an optional extra: without it every en
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -139,13 +140,15 @@ def connect(cluster: str) -> int:
         _reachable(spec)
     try:
         if spec.address:
-            ray.init(address=spec.address, logging_level=logging.WARNING)
+            ray.init(address=spec.address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             ray.init(address="local", num_cpus=spec.workers or os.cpu_count() or 1, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=False)
     except Exception as e:  # noqa: BLE001 - any failure to start/connect is the cluster's
+        hint = (" (a cluster with token authentication, Ray's default, also needs RAY_AUTH_MODE=token and its "
+                "token here: RAY_AUTH_TOKEN or ~/.ray/auth_token)") if spec.address else ""
         raise ClusterError(f"cannot {'connect to' if spec.address else 'start'} Ray "
-                           f"({spec.address or spec.text}): {type(e).__name__}: {e}") from None
+                           f"({spec.address or spec.text}): {type(e).__name__}: {e}{hint}") from None
     _state["spec"] = spec
     return _workers(ray)
 
@@ -189,6 +192,7 @@ def _simulate_task(graph: Graph, x: np.ndarray, start: int, stop: int, steps: in
                    batch_size: int) -> tuple[Any, int, float]:
     from snnc.backends.cpu.simulator import simulate
 
+    graph = copy.deepcopy(graph)  # the object store's arrays are read-only; the backends wrap them as tensors
     return _timed(lambda: simulate(graph, x[start:stop], steps, batch_size=batch_size))
 
 
@@ -196,6 +200,7 @@ def _verify_task(graph: Graph, x: np.ndarray, start: int, stop: int, steps: int,
                  timeout_s: float | None) -> tuple[Any, int, float]:
     from snnc.backends.lava.verification import verify
 
+    graph = copy.deepcopy(graph)
     return _timed(lambda: verify(graph, x[start:stop], steps, progress=False, timeout_s=timeout_s))
 
 
