@@ -85,15 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-
+    from snnc import cluster
     from snnc.backends.cpu.simulator import simulate
     from snnc.backends.lava import verify
-    from snnc import cluster
     from snnc.data import digits
 
     spec = f"local:{args.workers}"
     g, origin = _graph(args.model, args.epochs)
-    x, y = digits("test")
+    x, _ = digits("test")
     threads = torch.get_num_threads()
     print(f"graph: {origin}; {len(x)} test samples, T={args.steps}; torch threads {threads}; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)

@@ -19,6 +19,7 @@ re-raised as itself (not retried). Ray is an optional extra: without it every en
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -26,20 +27,19 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from snnc.ir.errors import ClusterError, DataError, OverflowEventError, SnncError
 from snnc.ir.graph import Graph
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
+    from snnc.analysis.report import EnergyReport
     from snnc.backends.cpu.simulator import SimResult
     from snnc.backends.lava.verification import VerifyReport
-    from snnc.analysis.report import EnergyReport
     from snnc.sweep import SweepRow
 
 INSTALL_HINT = "pip install 'snnc[cluster]'"
@@ -260,10 +260,8 @@ def _gather(refs: list, shards: Sequence[Shard], desc: str, unit: str, progress:
                     on_shard(ShardInfo(s.index, s.start, s.stop, pid, secs))
     except BaseException as e:
         for ref in pending:
-            try:
+            with contextlib.suppress(Exception):  # best effort: the error below is what the caller needs
                 ray.cancel(ref)
-            except Exception:  # noqa: BLE001 - best effort
-                pass
         if isinstance(e, ray.exceptions.RayError):  # before SnncError: Ray's task errors subclass the cause too
             raise _unwrap(e) from None
         raise
@@ -285,7 +283,7 @@ def _batched(graph: Graph, x: np.ndarray) -> np.ndarray:
 
 # --- merging -------------------------------------------------------------------------------------------------
 
-def merge_sim(parts: Sequence["SimResult"], seconds: float) -> "SimResult":
+def merge_sim(parts: Sequence[SimResult], seconds: float) -> SimResult:
     """Shard results (in sample order) -> the single-process SimResult; ``seconds``: the job's wall time."""
     from snnc.backends.cpu.simulator import SimResult
 
@@ -305,7 +303,7 @@ def merge_sim(parts: Sequence["SimResult"], seconds: float) -> "SimResult":
         events=events, seconds=seconds, neurons_per_layer=dict(first.neurons_per_layer))
 
 
-def merge_verify(parts: Sequence["VerifyReport"], starts: Sequence[int]) -> "VerifyReport":
+def merge_verify(parts: Sequence[VerifyReport], starts: Sequence[int]) -> VerifyReport:
     """Shard reports (in sample order; ``starts``: each shard's first sample) -> the single-process report.
 
     Counts add up; the first divergence is the earliest shard's (samples renumbered to the job). Speeds are per
@@ -336,7 +334,7 @@ def merge_verify(parts: Sequence["VerifyReport"], starts: Sequence[int]) -> "Ver
 
 def simulate(graph: Graph, x: np.ndarray, steps: int, cluster: str = "local", *, batch_size: int = 256,
              strict: bool = False, device: str = "cpu", shard_size: int | None = None, progress: bool = True,
-             on_shard: Callable[[ShardInfo], None] | None = None) -> "SimResult":
+             on_shard: Callable[[ShardInfo], None] | None = None) -> SimResult:
     """``snnc.backends.cpu.simulator.simulate`` with the samples sharded over ``cluster``'s workers.
 
     Same result as one process (no rasters, final state or ranges); ``seconds`` is the job's wall time (start-up
@@ -363,7 +361,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, cluster: str = "local", *,
 
 def verify(graph: Graph, x: np.ndarray, steps: int, cluster: str = "local", *, timeout_s: float | None = None,
            shard_size: int | None = None, progress: bool = True,
-           on_shard: Callable[[ShardInfo], None] | None = None) -> "VerifyReport":
+           on_shard: Callable[[ShardInfo], None] | None = None) -> VerifyReport:
     """``snnc.backends.lava.verify`` (Lava vs simulator, spike for spike) with the samples sharded over workers.
 
     Each task compiles and runs its own Lava runtime on its shard (``timeout_s`` bounds each task); counts and the
@@ -388,7 +386,7 @@ def verify(graph: Graph, x: np.ndarray, steps: int, cluster: str = "local", *, t
 
 def energy(graph: Graph, x: np.ndarray, steps: int = 8, cluster: str = "local", *, labels: np.ndarray | None = None,
            model: Any = "cmos45", batch_size: int = 256, shard_size: int | None = None, progress: bool = True,
-           on_shard: Callable[[ShardInfo], None] | None = None) -> "EnergyReport":
+           on_shard: Callable[[ShardInfo], None] | None = None) -> EnergyReport:
     """``snnc.energy`` (``snnc.analysis.report.energy``) with the simulation sharded over ``cluster``: the
     operation counts come from the merged per-sample spike counts, so they equal one process's. Joules."""
     from snnc.analysis.report import energy_report
@@ -398,11 +396,11 @@ def energy(graph: Graph, x: np.ndarray, steps: int = 8, cluster: str = "local", 
     return energy_report(graph, _batched(graph, x), r, model, labels)
 
 
-def sweep(model: "torch.nn.Module", xcal: np.ndarray, x: np.ndarray, y: np.ndarray, steps: list[int],
+def sweep(model: torch.nn.Module, xcal: np.ndarray, x: np.ndarray, y: np.ndarray, steps: list[int],
           methods: list[str], inits: list[str], tune: bool = False, restructure: bool = False,
           integer: bool = True, percentile: float = 99.99, calib_steps: int | None = None,
           floors: Sequence[float | None] = (1.0,), calibrate: bool = False, *, cluster: str = "local",
-          progress: bool = True, on_shard: Callable[[ShardInfo], None] | None = None) -> list["SweepRow"]:
+          progress: bool = True, on_shard: Callable[[ShardInfo], None] | None = None) -> list[SweepRow]:
     """``snnc.sweep.sweep`` with the grid spread over workers: one compile task per variant (per
     variant and T with ``tune``/``calibrate``), one evaluation task per grid point reading its compile from the
     object store. Rows in the single-process order; ``on_shard`` gets the grid point's index as start."""

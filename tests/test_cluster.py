@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-
 from snnc import cluster
 from snnc.ir.errors import ClusterError, DataError, GraphError, OverflowEventError
 
@@ -82,8 +81,8 @@ def test_simulate_equals_single_process(raylet, digits_compiled, digits_data):
 
 @needs_ray
 def test_energy_equals_single_process(raylet, digits_compiled, digits_data):
-    from snnc.backends.cpu.simulator import simulate
     from snnc.analysis.report import energy_report
+    from snnc.backends.cpu.simulator import simulate
 
     _, (x, y) = digits_data
     g = digits_compiled.int_graph
@@ -114,7 +113,7 @@ def test_sweep_equals_single_process(raylet, digits_model, digits_data):
     from snnc.sweep import sweep
 
     (xtr, _), (x, y) = digits_data
-    kw = dict(steps=[2, 8], methods=["max", "percentile"], inits=["half"], calib_steps=8)
+    kw = {"steps": [2, 8], "methods": ["max", "percentile"], "inits": ["half"], "calib_steps": 8}
     ref = sweep(digits_model, xtr, x[:120], y[:120], **kw)
     got = cluster.sweep(digits_model, xtr, x[:120], y[:120], **kw, cluster=SPEC, progress=False)
     assert got == ref and len(got) == 4
@@ -137,8 +136,10 @@ def test_killed_worker_shard_is_redone(raylet, digits_compiled, digits_data):
             for path in glob.glob("/proc/[0-9]*/cmdline"):
                 try:
                     pid = int(path.split("/")[2])
-                    title = open(path, "rb").read()
-                    ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+                    with open(path, "rb") as f:
+                        title = f.read()
+                    with open(f"/proc/{pid}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
                 except (OSError, ValueError, IndexError):
                     continue
                 if ppid == raylet and title.startswith(b"ray::snnc.simulate"):
