@@ -112,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     t_cold = time.perf_counter() - t0
     t_warm, got = _best(lambda: cluster.simulate(g, x, args.steps, spec, batch_size=len(x), progress=False,
                                                  on_shard=shards.append), args.repeat)
+    t_tiny, _ = _best(lambda: cluster.simulate(g, x[:args.workers], args.steps, spec, shard_size=1, progress=False),
+                      args.repeat)  # one sample per worker: the fixed cost of a job
     same_sim = _same_sim(ref, cold) and _same_sim(ref, got)
     shard_s = sorted(s.seconds for s in shards[-len({s.index for s in shards}):])
     print(f"simulate {len(x)} samples: one process {t_sim1:.3f} s ({threads} threads), {t_sim1_1t:.3f} s (1 thread); "
           f"{spec}: cold {t_cold:.3f} s, warm {t_warm:.3f} s (shards {shard_s[0]:.3f}..{shard_s[-1]:.3f} s); "
-          f"Ray start {t_start:.2f} s; identical {same_sim}", flush=True)
+          f"job of {args.workers} one-sample shards {t_tiny:.3f} s; Ray start {t_start:.2f} s; identical {same_sim}", flush=True)
 
     xv = x[:args.verify_samples]
     t0, c0 = time.perf_counter(), _cpu_s()
