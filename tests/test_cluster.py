@@ -114,8 +114,8 @@ def test_sweep_equals_single_process(raylet, digits_model, digits_data):
 
     (xtr, _), (x, y) = digits_data
     kw = {"steps": [2, 8], "methods": ["max", "percentile"], "inits": ["half"], "calib_steps": 8}
-    ref = sweep(digits_model, xtr, x[:120], y[:120], **kw)
-    got = cluster.sweep(digits_model, xtr, x[:120], y[:120], **kw, cluster=SPEC, progress=False)
+    ref = sweep(digits_model, xtr[:300], x[:120], y[:120], **kw)
+    got = cluster.sweep(digits_model, xtr[:300], x[:120], y[:120], **kw, cluster=SPEC, progress=False)
     assert got == ref and len(got) == 4
 
 
