@@ -202,6 +202,13 @@ def test_missing_extra_names_the_install(monkeypatch, digits_compiled, digits_da
     assert "snnc: ClusterError:" in err and "pip install 'snnc[cluster]'" in err
 
 
+def test_exit_code_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "errors.md").read_text()
+    assert f"| `ClusterError` | {ClusterError.exit_code} |" in doc and ClusterError.exit_code == 10
+
+
 def test_merge_verify_renumbers_the_first_divergence():
     from snnc.backends.lava.verification import Divergence, LayerDiff, VerifyReport
 
