@@ -349,7 +349,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, cluster: str = "local", *,
     shards = plan_shards(len(x), workers, SHARDS_PER_WORKER["simulate"], shard_size)
     t0 = time.perf_counter()
     g_ref, x_ref = ray.put(graph), ray.put(x)
-    fn = _remote(_simulate_task, "snnc.simulate")
+    fn = _remote(_simulate_task, "snnc.cluster.simulate")
     refs = [fn.remote(g_ref, x_ref, s.start, s.stop, steps, batch_size) for s in shards]
     parts = _gather(refs, shards, f"simulate ({workers} workers)", "sample", progress, on_shard)
     res = merge_sim(parts, time.perf_counter() - t0)
@@ -378,7 +378,7 @@ def verify(graph: Graph, x: np.ndarray, steps: int, cluster: str = "local", *, t
     workers = connect(cluster)
     shards = plan_shards(len(x), workers, SHARDS_PER_WORKER["verify"], shard_size)
     g_ref, x_ref = ray.put(graph), ray.put(x)
-    fn = _remote(_verify_task, "snnc.verify")
+    fn = _remote(_verify_task, "snnc.cluster.verify")
     refs = [fn.remote(g_ref, x_ref, s.start, s.stop, steps, timeout_s) for s in shards]
     parts = _gather(refs, shards, f"verify ({workers} workers)", "sample", progress, on_shard)
     return merge_verify(parts, [s.start for s in shards])
@@ -414,12 +414,12 @@ def sweep(model: torch.nn.Module, xcal: np.ndarray, x: np.ndarray, y: np.ndarray
     workers = connect(cluster)
     m_ref, xcal_ref, x_ref, y_ref = ray.put(model), ray.put(np.asarray(xcal)), ray.put(np.asarray(x)), \
         ray.put(np.asarray(y))
-    comp = _remote(_compile_task, "snnc.sweep.compile")
+    comp = _remote(_compile_task, "snnc.cluster.sweep_compile")
     compiled: dict[tuple, Any] = {}
     for p in points:
         if p.compile_key not in compiled:
             compiled[p.compile_key] = comp.remote(m_ref, xcal_ref, p, opts)
-    fn = _remote(_point_task, "snnc.sweep.point")
+    fn = _remote(_point_task, "snnc.cluster.sweep_point")
     refs = [fn.remote(compiled[p.compile_key], x_ref, y_ref, p, opts) for p in points]
     shards = [Shard(i, i, i + 1) for i in range(len(points))]
     return _gather(refs, shards, f"sweep ({workers} workers)", "point", progress, on_shard)

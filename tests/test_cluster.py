@@ -142,7 +142,7 @@ def test_killed_worker_shard_is_redone(raylet, digits_compiled, digits_data):
                         ppid = int(f.read().rsplit(")", 1)[1].split()[1])
                 except (OSError, ValueError, IndexError):
                     continue
-                if ppid == raylet and title.startswith(b"ray::snnc.simulate"):
+                if ppid == raylet and title.startswith(b"ray::snnc.cluster.simulate"):
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
                     return
