@@ -16,6 +16,7 @@ import torch.nn as nn
 from snnc.backends.cpu.simulator import simulate
 from snnc.ir import (
     BackendError,
+    ClusterError,
     DataError,
     GraphError,
     NIRFileError,
@@ -31,7 +32,7 @@ from snnc.pipeline import quantize
 
 SNNC = [sys.executable, "-m", "snnc.cli"]
 ALL_ERRORS = [UnsupportedLayerError, GraphError, NIRFileError, QuantizationError, BackendError, DataError,
-              OverflowEventError]
+              OverflowEventError, ClusterError]
 
 
 def tiny_integer_graph(w1: float = 2.0) -> nir.NIRGraph:
