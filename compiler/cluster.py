@@ -28,7 +28,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -311,8 +311,7 @@ def merge_verify(parts: Sequence[VerifyReport], starts: Sequence[int]) -> Verify
     from snnc.backends.lava.verification import LayerDiff, VerifyReport
 
     first = parts[0]
-    layers = {n: LayerDiff(*(sum(getattr(p.layers[n], f) for p in parts)
-                             for f in ("spikes_compared", "spikes_differ", "u_differ", "v_differ")))
+    layers = {n: LayerDiff(**{f.name: sum(getattr(p.layers[n], f.name) for p in parts) for f in fields(LayerDiff)})
               for n in first.layers}
     div = next(((p.first_divergence, s) for p, s in zip(parts, starts) if p.first_divergence is not None), None)
     n = sum(p.samples for p in parts)
@@ -321,13 +320,15 @@ def merge_verify(parts: Sequence[VerifyReport], starts: Sequence[int]) -> Verify
         secs = sum(p.samples / getattr(p, attr) for p in parts if getattr(p, attr) > 0)
         return n / secs if secs > 0 else float("inf")
 
-    return VerifyReport(
-        samples=n, steps=first.steps, spikes_compared=sum(p.spikes_compared for p in parts),
-        spikes_differ=sum(p.spikes_differ for p in parts), potentials_differ=sum(p.potentials_differ for p in parts),
-        state_differ=sum(p.state_differ for p in parts), layers=layers,
-        first_divergence=replace(div[0], sample=div[0].sample + div[1]) if div else None,
-        lava_samples_per_s=rate("lava_samples_per_s"), sim_samples_per_s=rate("sim_samples_per_s"),
-        lava_compile_s=sum(p.lava_compile_s for p in parts) / len(parts))
+    kw = {}
+    for f in fields(VerifyReport):  # counts add up (any count field a report has); the rest is the same per shard
+        v = getattr(first, f.name)
+        summed = isinstance(v, int) and not isinstance(v, bool) and f.name != "steps"
+        kw[f.name] = sum(getattr(p, f.name) for p in parts) if summed else v
+    kw.update(layers=layers, first_divergence=replace(div[0], sample=div[0].sample + div[1]) if div else None,
+              lava_samples_per_s=rate("lava_samples_per_s"), sim_samples_per_s=rate("sim_samples_per_s"),
+              lava_compile_s=sum(p.lava_compile_s for p in parts) / len(parts))
+    return VerifyReport(**kw)
 
 
 # --- public API ----------------------------------------------------------------------------------------------
