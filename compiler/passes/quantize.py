@@ -314,7 +314,8 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             gain = cv.DECAY_UNITY / (decays[0] + 1) if decays is not None else 1.0  # a current with memory
             if int_worst * gain <= cv.A_MAX:
                 break
-            lam *= 0.999 * cv.A_MAX / (int_worst * gain)
+            # a coarse mantissa can hold the rounded worst case still for a small shrink: shrink faster each try
+            lam *= min(0.999 * cv.A_MAX / (int_worst * gain), 0.99 ** (2 ** _attempt - 1))
             limit = "a_in range (worst case, after rounding)"
         else:
             raise QuantizationError(f"layer {n!r}: the worst-case input current does not fit Lava's 24-bit u")
