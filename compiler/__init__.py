@@ -36,6 +36,9 @@ _PUBLIC = {
     "BackendError": ("snnc.ir.errors", "BackendError"),
     "DataError": ("snnc.ir.errors", "DataError"),
     "OverflowEventError": ("snnc.ir.errors", "OverflowEventError"),
+    "UsageError": ("snnc.ir.errors", "UsageError"),
+    "InternalError": ("snnc.ir.errors", "InternalError"),
+    "load_model": ("snnc.model_file", "load_model"),
 }
 __all__ = sorted(_PUBLIC)
 

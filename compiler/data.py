@@ -53,6 +53,8 @@ def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     x = x.astype(np.float32)
     if x.ndim < 2:
         raise DataError(f"{p}: field 'x' must be (N, ...) with a batch dimension, has shape {x.shape}")
+    if x.shape[0] == 0:
+        raise DataError(f"{p}: field 'x' holds no samples (shape {x.shape}); a data set needs N >= 1")
     if not np.all(np.isfinite(x)):
         raise DataError(f"{p}: field 'x' contains NaN or inf")
     if y is not None:

@@ -97,6 +97,11 @@ class Context:
     ranges: dict | None = None
     _acts: dict | None = None
 
+    def __post_init__(self) -> None:
+        from snnc.frontend.exported import as_module
+
+        self.source = as_module(self.source)  # a torch.export program: the module of standard layers it holds
+
     @property
     def is_nir(self) -> bool:
         return isinstance(self.source, (nir.NIRGraph, str, os.PathLike))
@@ -231,8 +236,10 @@ def run_stages(ctx: Context, graph: Graph | None = None, start: str = "convert",
 
 
 def _check_calib(calib: Any) -> np.ndarray:
-    x = np.asarray(calib)
-    if x.ndim < 2 or x.shape[0] == 0:
+    from snnc.ir.chain import check_samples
+
+    x = check_samples(calib, "calibration data")
+    if x.ndim < 2:
         raise DataError(f"calibration data must be (N, ...) with N >= 1 samples, got shape {x.shape}")
     return x
 

@@ -156,6 +156,6 @@ def plot(rows: list[SweepRow], ann: float, path: str, title: str = "") -> None:
     ax.set_title(title or "SNN accuracy vs T")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from snnc.analysis.plots import save_figure
+
+    save_figure(fig, path)

@@ -1,5 +1,6 @@
 """Example architectures for the 8x8 digits (the demo, the tests and the benches use them; the library does not):
 
+- ``DigitsMLP``: flatten, one hidden ReLU layer, a linear head (the CLI fuzzer's fast model).
 - ``DigitsCNN``: two conv + BN + ReLU blocks, average pooling, a linear head.
 - ``DigitsResNet``: the CIFAR ResNet layout (He et al. 2016), 6n+2 weighted layers. ResNet-110 is n = 18: a 3x3
   stem conv, three stages of n basic blocks (two 3x3 conv + BN each; channels c, 2c, 4c on 8x8, 4x4, 2x2 maps),
@@ -11,6 +12,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
+
+class DigitsMLP(nn.Module):
+    def __init__(self, hidden: int = 32, classes: int = 10) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(64, hidden)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.relu(self.fc1(self.flatten(x))))
 
 
 class DigitsCNN(nn.Module):

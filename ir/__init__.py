@@ -5,11 +5,13 @@ from .errors import (
                      ClusterError,
                      DataError,
                      GraphError,
+                     InternalError,
                      NIRFileError,
                      OverflowEventError,
                      QuantizationError,
                      SnncError,
                      UnsupportedLayerError,
+                     UsageError,
 )
 from .graph import (
                      Graph,
@@ -31,4 +33,4 @@ from .nirfile import graphs_equal
 __all__ = ["conventions", "Graph", "read", "write", "validate", "infer_shapes", "topo_order", "to_networkx",
            "predecessors", "successors", "input_name", "output_name", "copy_graph", "graphs_equal", "make_graph",
            "SnncError", "UnsupportedLayerError", "GraphError", "NIRFileError", "QuantizationError",
-           "BackendError", "DataError", "OverflowEventError", "ClusterError"]
+           "BackendError", "DataError", "OverflowEventError", "ClusterError", "UsageError", "InternalError"]

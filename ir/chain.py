@@ -21,12 +21,27 @@ from snnc.ir.plan import Connection, Plan
 U_MAX = 2 ** 23  # Lava's 24-bit conv output wraps into [-2**23, 2**23)
 
 
+def check_samples(x: np.ndarray, what: str = "input data") -> np.ndarray:
+    """``x`` as a numeric array of N >= 1 finite samples (N, ...): an empty, non-numeric or NaN/inf array is a
+    DataError naming ``what``."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{what} must be numeric, has dtype {x.dtype}")
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise DataError(f"{what} holds no samples (shape {x.shape}); it must be (N, ...) with N >= 1")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise DataError(f"{what} contains NaN or inf")
+    return x
+
+
 def batched_input(plan: Plan, x: np.ndarray) -> np.ndarray:
-    """``x`` as (N, *input shape): one sample gains a batch axis; a shape that does not fit is a DataError."""
+    """``x`` as (N, *input shape): one sample gains a batch axis; a shape that does not fit, no samples, or NaN/inf
+    values are a DataError."""
     x = np.asarray(x)
     in_shape = plan.shapes[plan.input]
-    if x.ndim == len(in_shape):
+    if x.ndim == len(in_shape) and x.ndim > 0:
         x = x[None]
+    check_samples(x)
     if tuple(x.shape[1:]) != tuple(in_shape):
         raise DataError(f"input data has per-sample shape {tuple(x.shape[1:])}, the graph's Input node "
                         f"{plan.input!r} expects {tuple(in_shape)}")

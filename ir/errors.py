@@ -1,13 +1,26 @@
 """The one error hierarchy of snnc. Every error names what is wrong: the layer, the node, the field, the file.
 
-The CLI prints one line per error and exits with the class's ``exit_code`` (documented in the README)."""
+The CLI prints one line per error and exits with the class's ``exit_code`` (the table in docs/cli.md)."""
 from __future__ import annotations
+
+
+def one_line(e: BaseException, limit: int | None = None) -> str:
+    """An exception's message on one line (its lines joined with "; "), cut to ``limit`` characters if given."""
+    s = "; ".join(x.strip() for x in str(e).strip().splitlines() if x.strip()) or type(e).__name__
+    return s if limit is None or len(s) <= limit else s[:limit - 3] + "..."
 
 
 class SnncError(Exception):
     """Base of every error snnc raises on purpose. ``exit_code`` is what the CLI exits with."""
 
     exit_code = 1
+
+
+class UsageError(SnncError):
+    """A command line that cannot run as typed: an unknown option, a missing or repeated argument, a value of the
+    wrong type, out of its range or not among its choices (names the argument). Exit code 2, as argparse's."""
+
+    exit_code = 2
 
 
 class UnsupportedLayerError(SnncError):
@@ -57,3 +70,10 @@ class ClusterError(SnncError):
     Ray cluster that cannot be reached or started (names the address)."""
 
     exit_code = 10
+
+
+class InternalError(SnncError):
+    """Not raised by snnc on purpose: the CLI reports any other exception that escapes a command as this class
+    (one line; ``--debug`` shows the traceback). Exit code 70 (EX_SOFTWARE in sysexits.h)."""
+
+    exit_code = 70

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from . import conventions as cv
 from . import nir_compat
+from .atomic import atomic_path
 from .errors import GraphError, NIRFileError
 
 
@@ -279,19 +279,13 @@ def write_nir(graph: nir.NIRGraph, path: str | os.PathLike) -> None:
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.exists():
         raise NIRFileError(f"{p}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
     try:
-        nir_compat.write(tmp, _for_writing(graph))
-        os.replace(tmp, p)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, Exception) and not isinstance(e, NIRFileError):
-            raise NIRFileError(f"{p}: could not write NIR file ({type(e).__name__}: {e}); nothing was written") from e
+        with atomic_path(p) as tmp:
+            nir_compat.write(tmp, _for_writing(graph))
+    except NIRFileError:
         raise
+    except Exception as e:
+        raise NIRFileError(f"{p}: could not write NIR file ({type(e).__name__}: {e}); nothing was written") from e
 
 
 def _meta_equal(a: dict, b: dict) -> bool:

@@ -235,7 +235,7 @@ def test_sweep_json_and_plot(tmp_path, capsys):
     p = tmp_path / "m.pt"
     torch.save(_cnn(), p)
     png = tmp_path / "s.png"
-    rc = main(["sweep", str(p), "--steps", "2,16", "--method", "max,percentile", "--init", "zero,half",
+    rc = main(["sweep", str(p), "--trust-pickle", "--steps", "2,16", "--method", "max,percentile", "--init", "zero,half",
                "--limit", "24", "--plot", str(png), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
@@ -256,11 +256,12 @@ def test_sweep_json_and_plot(tmp_path, capsys):
                             calib_steps=16)
         assert row["float_accuracy"] == simulate(c.float_graph, x, row["steps"]).accuracy(y), row
         assert row["int_accuracy"] == simulate(c.int_graph, x, row["steps"]).accuracy(y), row
-    rc = main(["sweep", str(p), "--steps", "4", "--init", "half", "--calibrate", "--limit", "16", "--plot",
+    rc = main(["sweep", str(p), "--trust-pickle", "--steps", "4", "--init", "half", "--calibrate", "--limit", "16",
+               "--plot",
                str(png), "--json"])
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert rc == 0 and len(rows) == 1 and rows[0]["calibrate"] is True and 0 <= rows[0]["int_accuracy"] <= 1
-    rc = main(["sweep", str(p), "--method", "qcfs", "--limit", "4", "--plot", str(png)])
+    rc = main(["sweep", str(p), "--trust-pickle", "--method", "qcfs", "--limit", "4", "--plot", str(png)])
     assert rc == 3  # a ReLU model has no ClipFloor: UnsupportedLayerError
 
 
@@ -354,7 +355,7 @@ def test_compile_calibrate_writes_a_calibrated_graph(tmp_path, capsys):
 
     p, out = tmp_path / "m.pt", tmp_path / "m.nir"
     torch.save(_cnn(), p)
-    rc = main(["compile", str(p), "-o", str(out), "--calibrate", "4", "--calibrate-samples", "32",
+    rc = main(["compile", str(p), "--trust-pickle", "-o", str(out), "--calibrate", "4", "--calibrate-samples", "32",
                "--calib-steps", "8", "--json"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)

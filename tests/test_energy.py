@@ -19,7 +19,7 @@ from snnc.backends.cpu.simulator import simulate
 from snnc.ir import conventions as cv
 from snnc.ir import make_graph
 from snnc.ir.chain import quantize_input
-from snnc.ir.errors import DataError
+from snnc.ir.errors import DataError, UsageError
 from snnc.ir.plan import build_plan
 
 
@@ -342,5 +342,5 @@ def test_cli_energy_json_and_plots(tmp_path, small_compiled, capsys):
     assert len(out["plots"]) == 4
     for f in out["plots"]:
         assert open(f, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert main(["energy", str(p), "--samples", "5", "--sweep", "1,x", "--json"]) == DataError.exit_code
+    assert main(["energy", str(p), "--samples", "5", "--sweep", "1,x", "--json"]) == UsageError.exit_code
     assert "--sweep" in capsys.readouterr().err

@@ -19,10 +19,12 @@ from snnc.ir import (
     ClusterError,
     DataError,
     GraphError,
+    InternalError,
     NIRFileError,
     OverflowEventError,
     QuantizationError,
     UnsupportedLayerError,
+    UsageError,
     make_graph,
     read,
     write,
@@ -31,8 +33,8 @@ from snnc.ir import conventions as cv
 from snnc.pipeline import quantize
 
 SNNC = [sys.executable, "-m", "snnc.cli"]
-ALL_ERRORS = [UnsupportedLayerError, GraphError, NIRFileError, QuantizationError, BackendError, DataError,
-              OverflowEventError, ClusterError]
+ALL_ERRORS = [UsageError, UnsupportedLayerError, GraphError, NIRFileError, QuantizationError, BackendError, DataError,
+              OverflowEventError, ClusterError, InternalError]
 
 
 def tiny_integer_graph(w1: float = 2.0) -> nir.NIRGraph:
@@ -140,9 +142,10 @@ def test_corrupt_global_heap_is_an_error_not_a_hang(tmp_path, good):
 def test_exit_codes_are_distinct_and_documented():
     codes = [c.exit_code for c in ALL_ERRORS]
     assert len(set(codes)) == len(codes) and 1 not in codes and 0 not in codes
-    doc = (Path(__file__).parents[1] / "docs" / "errors.md").read_text()
-    for c in ALL_ERRORS:
-        assert f"| `{c.__name__}` | {c.exit_code} |" in doc, c.__name__
+    for page in ("errors.md", "cli.md"):  # the errors page and the CLI reference both hold the table
+        doc = (Path(__file__).parents[1] / "docs" / page).read_text()
+        for c in ALL_ERRORS:
+            assert f"| `{c.__name__}` | {c.exit_code} |" in doc, (page, c.__name__)
 
 
 @pytest.mark.parametrize("cls", ALL_ERRORS)
@@ -194,13 +197,15 @@ def cli_files(tmp_path_factory):
 
 
 CLI_CASES = {
-    "UnsupportedLayerError": (UnsupportedLayerError, ["compile", "sigmoid.pt", "-o", "o.nir", "--calib", "data.npz"],
-                              "Sigmoid"),
+    "UnsupportedLayerError": (UnsupportedLayerError, ["compile", "sigmoid.pt", "--trust-pickle", "-o", "o.nir",
+                                                      "--calib", "data.npz"], "Sigmoid"),
     "GraphError": (GraphError, ["simulate", "no_readout.nir", "--data", "data.npz"], "Output node"),
     "NIRFileError": (NIRFileError, ["inspect", "text.nir"], "text.nir: not an HDF5 file"),
-    "QuantizationError": (QuantizationError, ["compile", "mlp.pt", "-o", "o.nir", "--calib", "data.npz",
-                                              "--bits", "9"], "weight bits must be 1..8"),
-    "DataError": (DataError, ["compile", "mlp.pt", "-o", "o.nir", "--calib", "nan.npz"], "NaN"),
+    "QuantizationError": (QuantizationError, ["compile", "mlp.pt", "--trust-pickle", "-o", "o.nir", "--calib",
+                                              "data.npz", "--bits", "1"], "1 weight bit holds no nonzero"),
+    "UsageError": (UsageError, ["compile", "mlp.pt", "-o", "o.nir", "--bits", "9"],
+                   "--bits: must be an integer in 1..8, got '9'"),
+    "DataError": (DataError, ["compile", "mlp.pt", "--trust-pickle", "-o", "o.nir", "--calib", "nan.npz"], "NaN"),
     "DataError (missing model)": (DataError, ["compile", "nope.pt", "-o", "o.nir"], "nope.pt: no such model file"),
     "OverflowEventError": (OverflowEventError, ["simulate", "overflow.nir", "--data", "ovf.npz", "--strict",
                                                 "--steps", "3"], "u_wrap"),
@@ -286,7 +291,8 @@ def test_quantize_report_states_ranges_against_lava_limits():
 def test_failed_compile_leaves_existing_output_untouched(cli_files, tmp_path):
     out = tmp_path / "out.nir"
     out.write_bytes(b"previous output")
-    r = _run("compile", str(cli_files / "mlp.pt"), "-o", str(out), "--calib", str(cli_files / "nan.npz"),
+    r = _run("compile", str(cli_files / "mlp.pt"), "--trust-pickle", "-o", str(out), "--calib",
+             str(cli_files / "nan.npz"),
              cwd=tmp_path)
     assert r.returncode == DataError.exit_code
     assert out.read_bytes() == b"previous output" and sorted(p.name for p in tmp_path.iterdir()) == ["out.nir"]

@@ -210,7 +210,10 @@ def test_cli_compile_simulate_inspect_json(tmp_path, digits_model, capsys):
     mp = tmp_path / "m.pt"
     torch.save(digits_model, mp)
     out = tmp_path / "m.nir"
-    assert main(["compile", str(mp), "--calib", "digits", "-o", str(out), "--json"]) == 0
+    # a whole pickled module runs code from the file when loaded: refused by name unless --trust-pickle
+    assert main(["compile", str(mp), "--calib", "digits", "-o", str(out), "--json"]) == 8
+    assert "--trust-pickle" in capsys.readouterr().err and not out.exists()
+    assert main(["compile", str(mp), "--trust-pickle", "--calib", "digits", "-o", str(out), "--json"]) == 0
     comp = json.loads(capsys.readouterr().out)
     assert comp["output"] == str(out) and len(comp["layers"]) == 3
     assert main(["simulate", str(out), "--data", "digits", "--steps", "8", "--samples", "40", "--json"]) == 0

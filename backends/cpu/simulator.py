@@ -16,6 +16,7 @@ from typing import Iterable
 import nir
 import numpy as np
 import torch
+from snnc.backends.cpu.device import torch_device
 from snnc.ir import conventions as cv
 from snnc.ir.chain import Synapse, batched_input, quantize_input
 from snnc.ir.errors import GraphError, OverflowEventError, QuantizationError
@@ -183,9 +184,11 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
         raise ValueError(f"engine must be 'auto', 'fast' or 'reference', got {engine!r}")
     if steps < 1:
         raise ValueError("steps must be >= 1")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     plan = build_plan(graph)
     integer = cv.graph_kind(graph) == cv.INTEGER
-    dev = torch.device(device)
+    dev = torch_device(device)
     x = batched_input(plan, x)
     xin = quantize_input(graph, x) if integer else x.astype(np.float64)
     syn = [Synapse(graph, plan, c, integer, dev) for c in plan.connections]

@@ -22,7 +22,7 @@ import numpy as np
 from snnc.backends.lava.emit import LavaNetwork, emit, import_lava
 from snnc.backends.lava.layout import from_lava, to_lava
 from snnc.ir import conventions as cv
-from snnc.ir.chain import quantize_input
+from snnc.ir.chain import batched_input, quantize_input
 from snnc.ir.errors import BackendError, DataError, SnncError
 from snnc.ir.graph import Graph
 from snnc.ir.plan import build_plan
@@ -126,14 +126,8 @@ def shutdown(process: object, clean: bool = True, timeout_s: float = 30.0) -> No
 
 def _prepare_input(graph: Graph, net: LavaNetwork, x: np.ndarray) -> np.ndarray:
     """Graded integer input per sample in Lava layout: (N, *lava_shape) int32."""
-    in_shape = net.plan.shapes[net.plan.input]
-    x = np.asarray(x)
-    if x.ndim == len(in_shape):
-        x = x[None]
-    if tuple(x.shape[1:]) != tuple(in_shape):
-        raise DataError(f"input data has per-sample shape {tuple(x.shape[1:])}, the graph's Input node "
-                        f"{net.plan.input!r} expects {tuple(in_shape)}")
-    return to_lava(quantize_input(graph, x).astype(np.int32), len(in_shape))
+    x = batched_input(net.plan, x)
+    return to_lava(quantize_input(graph, x).astype(np.int32), x.ndim - 1)
 
 
 def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, record_final: bool = True,
@@ -147,6 +141,7 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
     if steps < 1:
         raise DataError(f"steps must be >= 1, got {steps}")
     import_lava()
+    batched_input(build_plan(graph), x)  # shape, empty or NaN data: refused before any Lava process is built
     from lava.magma.core.run_conditions import RunSteps
 
     t_start = time.perf_counter()

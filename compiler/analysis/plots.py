@@ -10,14 +10,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from snnc.ir.atomic import atomic_path  # noqa: E402
+
 from .report import EnergyReport  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (format from its suffix, PNG when none) whole or not at all, and close it."""
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:].lower() or "png")
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def spikes_per_layer(rep: EnergyReport, path: Path) -> Path:
@@ -27,7 +33,7 @@ def spikes_per_layer(rep: EnergyReport, path: Path) -> Path:
     ax.bar(names, [rep.stats[n].spikes_per_inference for n in names], color="tab:blue")
     ax.set_ylabel("spikes per inference")
     ax.set_title(f"spikes per layer (T={rep.steps}, {rep.samples} samples)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def rate_histogram(rep: EnergyReport, path: Path) -> Path:
@@ -42,7 +48,7 @@ def rate_histogram(rep: EnergyReport, path: Path) -> Path:
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.set_title(f"firing-rate histogram (T={rep.steps})")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def energy_per_layer(rep: EnergyReport, path: Path) -> Path:
@@ -57,7 +63,7 @@ def energy_per_layer(rep: EnergyReport, path: Path) -> Path:
     ax.set_ylabel("energy per inference (J)")
     ax.legend()
     ax.set_title(f"energy per layer (T={rep.steps})")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def accuracy_vs_energy(reps: list[EnergyReport], path: Path, ann_accuracy: float | None = None) -> Path:
@@ -78,7 +84,7 @@ def accuracy_vs_energy(reps: list[EnergyReport], path: Path, ann_accuracy: float
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=8)
     ax.set_title("accuracy vs energy across T")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_all(rep: EnergyReport, outdir: str | Path, sweep: list[EnergyReport] | None = None,

@@ -2,25 +2,47 @@
 from __future__ import annotations
 
 import argparse
+import copy
 from dataclasses import replace
 
-from snnc.ir.errors import DataError
+from snnc.argspec import MAX_STEPS, Choice, Float, Int, Text, add, constrain
+from snnc.ir.errors import DataError, UsageError
 
 
 def add_binarize_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--binarize", default="none", help="binary weight layers: none | auto (chosen by accuracy-loss "
-                   "estimators) | comma list of layer names (torch module names)")
-    p.add_argument("--max-drop", type=float, default=None, help="--binarize auto: accuracy budget in points "
-                   "(default 0.5 when no --storage is given)")
-    p.add_argument("--storage", type=float, default=None, help="--binarize auto: stop once weight bytes after / "
-                   "before <= this (e.g. 0.75)")
-    p.add_argument("--finetune", type=int, default=0, help="epochs of straight-through fine-tuning with the "
-                   "binary layers (torch models only; 0 = post-training binarization)")
+    add(p, "--binarize", spec=Text(pattern=r"\s*[^,\s][^,]*(,\s*[^,\s][^,]*)*",
+                                   what="none, auto, or a comma list of layer names"), default="none",
+        help="binary weight layers: none | auto (chosen by accuracy-loss estimators) | comma list of layer names "
+        "(torch module names)")
+    add(p, "--max-drop", spec=Float(lo=0, hi=100), default=None, help="--binarize auto: accuracy budget in points "
+        "(default 0.5 when no --storage is given)")
+    add(p, "--storage", spec=Float(lo=0, hi=1, open_lo=True), default=None, help="--binarize auto: stop once "
+        "weight bytes after / before <= this (e.g. 0.75)")
+    add(p, "--finetune", spec=Int(lo=0, hi=10_000), default=0, help="epochs of straight-through fine-tuning with "
+        "the binary layers (torch models only; 0 = post-training binarization)")
     p.add_argument("--allow-first-last", action="store_true", help="let --binarize auto pick the first/last layer")
-    p.add_argument("--binary-scale", choices=["channel", "layer"], default="channel",
-                   help="one alpha per output channel (default) or per layer")
-    p.add_argument("--steps", type=int, default=32, help="T used to estimate and measure accuracy for --binarize")
+    add(p, "--binary-scale", spec=Choice(choices=("channel", "layer")), default="channel",
+        help="one alpha per output channel (default) or per layer")
+    add(p, "--steps", spec=Int(lo=1, hi=MAX_STEPS), default=32,
+        help="T used to estimate and measure accuracy for --binarize")
     p.add_argument("--no-measure", action="store_true", help="skip the per-layer integer-simulator measured drops")
+    constrain(p, _binarize_inputs)
+
+
+def _binarize_inputs(args: argparse.Namespace) -> None:
+    """--max-drop/--storage/--finetune only with --binarize; binarization measures accuracy, so --calib needs
+    labels."""
+    if args.binarize == "none":
+        for flag, given in (("--max-drop", args.max_drop is not None), ("--storage", args.storage is not None),
+                            ("--finetune", args.finetune > 0)):
+            if given:
+                raise UsageError(f"{flag}: applies to --binarize (auto or a layer list); --binarize is none")
+        return
+    if args.binarize != "auto" and (args.max_drop is not None or args.storage is not None):
+        raise UsageError("--max-drop/--storage: apply to --binarize auto, not to a layer list")
+    from snnc.commands._common import load_data, need_labels
+
+    need_labels(load_data(args.calib, "train")[1], args.calib)
 
 
 def apply_binarize(args: argparse.Namespace, c):
@@ -42,7 +64,7 @@ def apply_binarize(args: argparse.Namespace, c):
         from snnc.train.binary_finetune import finetuned_float_graph
         from snnc.train.fit import fit
 
-        model = load_model(args.model, args.model_class)
+        model = copy.deepcopy(load_model(args.model, args.model_class, args.trust_pickle))  # trained below
         opts = convert_options(args)
         finetune = lambda labs: finetuned_float_graph(model, labs, xc, yc, args.finetune,  # noqa: E731
                                                       args.binary_scale == "channel", opts, trainer=fit)

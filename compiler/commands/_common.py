@@ -1,65 +1,68 @@
-"""Arguments and loaders shared by the CLI commands: model files, data sets, graphs."""
+"""Arguments, loaders and checks shared by the CLI commands: model files, data sets, graphs (specs: snnc.argspec)."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
-from snnc.ir.errors import DataError, UnsupportedLayerError
+from snnc.argspec import MAX_STEPS, Cluster, DataSet, Device, InFile, Int, add, constrain
+from snnc.ir.errors import DataError, GraphError, NIRFileError
 
 
 def add_data_args(p: argparse.ArgumentParser, name: str = "--data", default: str = "digits") -> None:
-    p.add_argument(name, default=default, help="'digits' (built in: scikit-learn digits, fixed split) or an .npz "
-                   "with float x (N,C,H,W or N,features) and integer y")
+    add(p, name, spec=DataSet(), default=default, help="'digits' (built in: scikit-learn digits, fixed split) or an "
+        ".npz with float x (N,C,H,W or N,features) and integer y")
 
 
 def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
-def load_model(path: str, model_class: str | None = None) -> Any:
-    """A whole module saved with torch.save(model), or a state dict plus ``package.module:Class``.
+def add_trust_pickle(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-pickle", action="store_true", help="allow a whole pickled nn.Module (torch.save(model)): "
+                   "unpickling runs code from the file, so only for files you trust (state dicts and torch.export "
+                   ".pt2 programs load without it)")
 
-    Loading uses pickle (weights_only=False): only load files you trust."""
-    import torch
 
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such model file")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise DataError(f"{p}: not a loadable torch file ({type(e).__name__}: {e})") from None
-    if isinstance(obj, torch.nn.Module):
-        return obj.eval()
-    if isinstance(obj, dict):
-        if not model_class:
-            raise DataError(f"{p}: holds a state dict; pass --model-class package.module:Class to build the model")
-        mod_name, _, cls_name = model_class.partition(":")
-        try:
-            cls = getattr(importlib.import_module(mod_name), cls_name)
-        except (ImportError, AttributeError) as e:
-            raise DataError(f"--model-class {model_class!r}: cannot import ({e})") from None
-        model = cls()
-        try:
-            model.load_state_dict(obj)
-        except Exception as e:
-            raise DataError(f"{p}: state dict does not fit {model_class}: {e}") from None
-        return model.eval()
-    raise UnsupportedLayerError(f"{p}: holds a {type(obj).__name__}, expected an nn.Module or a state dict")
+# ---- loaders: each file is read once per command, by the checks before the command and by the command itself ----
+_MEMO: dict[tuple, Any] = {}
+
+
+def _once(key: tuple, fn: Callable[[], Any]) -> Any:
+    if key not in _MEMO:
+        _MEMO[key] = fn()
+    return _MEMO[key]
+
+
+def forget() -> None:
+    """Drop what this command loaded (the CLI calls it when a command ends)."""
+    _MEMO.clear()
+
+
+def load_model(path: str, model_class: str | None = None, trust_pickle: bool = False) -> Any:
+    """``snnc.model_file.load_model``, once per command."""
+    from snnc.model_file import load_model as load
+
+    return _once(("model", path, model_class, trust_pickle), lambda: load(path, model_class, trust_pickle))
 
 
 def load_data(spec: str, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A data set's split (``snnc.data.load_dataset``), its first ``limit`` samples; once per command."""
     from snnc.data import load_dataset
 
-    x, y = load_dataset(spec, split)
+    x, y = _once(("data", spec, split), lambda: load_dataset(spec, split))
     if limit is not None:
         x, y = x[:limit], (y[:limit] if y is not None else None)
     return x, y
+
+
+def read_graph(path: str) -> Any:
+    """The NIR graph in ``path`` (``snnc.ir.graph.read``), once per command."""
+    from snnc.ir.graph import read
+
+    return _once(("graph", path), lambda: read(path))
 
 
 def need_labels(y: Any, spec: str) -> np.ndarray:
@@ -68,22 +71,45 @@ def need_labels(y: Any, spec: str) -> np.ndarray:
     return y
 
 
+def data_fits_graph(labels: bool = True, integer: bool = False) -> Callable[[argparse.Namespace], None]:
+    """Check for graph + --data commands: the graph reads and validates (an integer one when ``integer``), the data
+    set loads and is not empty, its samples have the graph's input shape, and it has labels when ``labels``."""
+    def check(args: argparse.Namespace) -> None:
+        from snnc.ir import conventions as cv
+        from snnc.ir.chain import batched_input
+        from snnc.ir.plan import build_plan
+
+        g = read_graph(args.graph)
+        if integer and cv.graph_kind(g) != cv.INTEGER:
+            raise GraphError(f"{args.graph}: is a float graph; Lava runs integer graphs (snnc compile writes one)")
+        x, y = load_data(args.data, "test", args.samples)
+        try:
+            batched_input(build_plan(g), x)
+        except DataError as e:
+            raise DataError(f"--data {args.data}: {e}") from None
+        if labels:
+            need_labels(y, args.data)
+    return check
+
 
 def add_sim_args(p: argparse.ArgumentParser, steps: int = 32) -> None:
     """graph, --data, --steps, --samples, --batch, --device: what every simulating command takes."""
-    p.add_argument("graph", help="NIR file written by snnc compile (integer or float graph)")
+    add(p, "graph", spec=InFile(what="NIR file", error=NIRFileError),
+        help="NIR file written by snnc compile (integer or float graph)")
     add_data_args(p)
-    p.add_argument("--steps", type=int, default=steps, help="input steps T the output integrates "
-                   "(a run lasts T + depth steps)")
-    p.add_argument("--samples", type=int, default=None, help="use only the first N test samples")
-    p.add_argument("--batch", type=int, default=360, help="samples per simulator batch")
-    p.add_argument("--device", default="cpu", help="torch device for the simulator (cpu, cuda)")
+    add(p, "--steps", spec=Int(lo=1, hi=MAX_STEPS), default=steps, help="input steps T the output integrates "
+        "(a run lasts T + depth steps)")
+    add(p, "--samples", spec=Int(lo=1), default=None, help="use only the first N test samples")
+    add(p, "--batch", spec=Int(lo=1), default=360, help="samples per simulator batch")
+    add(p, "--device", spec=Device(), default="cpu", help="torch device for the simulator (cpu, cuda, cuda:N, mps); "
+        "one this machine lacks is a BackendError")
+    constrain(p, data_fits_graph(labels=True))
 
 
 def add_cluster_arg(p: argparse.ArgumentParser, what: str = "samples") -> None:
     """--cluster: shard the work over Ray workers (snnc.cluster; needs pip install 'snnc[cluster]')."""
-    p.add_argument("--cluster", metavar="SPEC", help=f"shard the {what} over Ray workers: local (one per core), "
-                   "local:N, or ray://HOST:PORT (an existing cluster); needs pip install 'snnc[cluster]'")
+    add(p, "--cluster", spec=Cluster(), metavar="SPEC", help=f"shard the {what} over Ray workers: local (one per "
+        "core), local:N, or ray://HOST:PORT (an existing cluster); needs pip install 'snnc[cluster]'")
 
 
 def print_spike_table(r: Any, title: str, events: bool = True) -> None:

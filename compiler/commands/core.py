@@ -6,64 +6,86 @@ import time
 
 import nir
 import numpy as np
+from snnc.argspec import MAX_STEPS, Choice, Float, InFile, Int, Literal, OneOf, OutFile, Text, add, constrain
 from snnc.commands._common import (
     add_cluster_arg,
     add_data_args,
     add_json,
     add_sim_args,
+    add_trust_pickle,
     load_data,
     load_model,
     need_labels,
     print_spike_table,
+    read_graph,
 )
 from snnc.ir import conventions as cv
-from snnc.ir.errors import DataError
+from snnc.ir.errors import DataError, GraphError, NIRFileError, UsageError
+
+MODEL_CLASS = Text(pattern=r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", what="package.module:Class")
+V_FLOOR = OneOf(specs=(Literal(word="default", value="default"), Literal(word="none", value=None), Float(lo=0)))
 
 
 def convert_options(args: argparse.Namespace) -> "ConvertOptions":  # noqa: F821
     """ConvertOptions from the compile arguments (--method, --percentile, --v-init, --reset, --v-floor)."""
     from snnc.frontend.convert import ConvertOptions
 
-    kw = {}
-    if args.v_floor != "default":
-        if args.v_floor == "none":
-            kw["v_floor"] = None
-        else:
-            try:
-                kw["v_floor"] = float(args.v_floor)
-            except ValueError:
-                raise DataError(f"--v-floor: expected a number, 'none' or 'default', got {args.v_floor!r}") \
-                    from None
+    kw = {} if args.v_floor == "default" else {"v_floor": args.v_floor}
     return ConvertOptions(method=args.method, percentile=args.percentile,
                           v_init=args.v_init if args.v_init is not None else 0.5, reset=args.reset, **kw)
 
 
 def _compile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model.pt (torch.save(model); loaded with pickle: only trusted files) or a state "
-                   "dict with --model-class, or an NIR file (.nir) from another tool")
-    p.add_argument("-o", "--output", required=True, help="output NIR file (HDF5), written atomically")
-    p.add_argument("--model-class", help="package.module:Class for a state-dict model.pt")
+    add(p, "model", spec=InFile(what="model file"), help="a state dict with --model-class, a torch.export program "
+        "(.pt2), a whole pickled module (torch.save(model); needs --trust-pickle), or an NIR file (.nir) from "
+        "another tool")
+    add(p, "-o", "--output", spec=OutFile(what="NIR file", error=NIRFileError), required=True,
+        help="output NIR file (HDF5), written atomically")
+    add(p, "--model-class", spec=MODEL_CLASS, help="package.module:Class for a state-dict model.pt")
+    add_trust_pickle(p)
     add_data_args(p, "--calib")
-    p.add_argument("--method", default="percentile", help="threshold balancing: max | percentile | qcfs")
-    p.add_argument("--percentile", type=float, default=99.99)
-    p.add_argument("--v-init", type=float, default=None, help="initial potential as a fraction of the "
-                   "threshold (default 0.5, Bu et al. 2022; 0 = start at rest)")
-    p.add_argument("--reset", choices=["subtract", "zero"], default="subtract")
-    p.add_argument("--v-floor", default="default", help="potential floor v >= -F*theta: F (a fraction of the "
-                   "threshold, 1 = Sinabs' IAF floor), 'none', or 'default' (ConvertOptions' default)")
+    add(p, "--method", spec=Choice(choices=("max", "percentile", "qcfs")), default="percentile",
+        help="threshold balancing: max | percentile | qcfs (ClipFloor models)")
+    add(p, "--percentile", spec=Float(lo=0, hi=100, open_lo=True), default=99.99)
+    add(p, "--v-init", spec=Float(lo=0, hi=1), default=None, help="initial potential as a fraction of the "
+        "threshold (default 0.5, Bu et al. 2022; 0 = start at rest)")
+    add(p, "--reset", spec=Choice(choices=("subtract", "zero")), default="subtract")
+    add(p, "--v-floor", spec=V_FLOOR, default="default", help="potential floor v >= -F*theta: F >= 0 (a fraction "
+        "of the threshold, 1 = Sinabs' IAF floor), 'none', or 'default' (ConvertOptions' default)")
     p.add_argument("--no-bias-onset", action="store_true", help="keep Lava's bias-from-step-0 transient (by "
                    "default initial potentials are pre-charged so each layer's bias starts with its input)")
-    p.add_argument("--bits", type=int, default=8, help="weight bits 1..8 (Loihi: 8-bit mantissa + exponent)")
-    p.add_argument("--calib-steps", type=int, default=64, help="steps of the float run that measures potential "
-                   "ranges (use the largest T you will run)")
-    p.add_argument("--calibrate", type=int, default=None, metavar="T", help="layer calibration for T steps: per "
-                   "layer a threshold factor and per-channel bias shift measured on the SNN against the ANN")
-    p.add_argument("--calibrate-samples", type=int, default=128, help="calibration samples used by --calibrate")
-    p.add_argument("--float-output", help="also write the float (unquantized) graph here")
+    add(p, "--bits", spec=Int(lo=1, hi=8), default=8, help="weight bits 1..8 (Loihi: 8-bit mantissa + exponent)")
+    add(p, "--calib-steps", spec=Int(lo=1, hi=MAX_STEPS), default=64, help="steps of the float run that measures "
+        "potential ranges (use the largest T you will run)")
+    add(p, "--calibrate", spec=Int(lo=1, hi=MAX_STEPS), default=None, metavar="T", help="layer calibration for T "
+        "steps: per layer a threshold factor and per-channel bias shift measured on the SNN against the ANN")
+    add(p, "--calibrate-samples", spec=Int(lo=1), default=128, help="calibration samples used by --calibrate")
+    add(p, "--float-output", spec=OutFile(what="NIR file", error=NIRFileError),
+        help="also write the float (unquantized) graph here")
     from snnc.commands._binarize import add_binarize_args
 
     add_binarize_args(p)
     add_json(p)
+    constrain(p, _compile_inputs)
+
+
+def _compile_inputs(args: argparse.Namespace) -> None:
+    """Before compiling: the calibration data loads, and the model loads (safely) or is a float NIR graph."""
+    from snnc.ir import conventions as cv
+
+    load_data(args.calib, "train")
+    if args.calibrate and args.reset == "zero":
+        raise UsageError("--calibrate: layer calibration runs IF layers with subtractive reset; --reset is zero")
+    if str(args.model).endswith(".nir"):
+        for flag, val in (("--calibrate", args.calibrate), ("--finetune", args.finetune)):
+            if val:
+                raise DataError(f"{flag}: {args.model} is an NIR graph; it compares against (or trains) the torch "
+                                "model and needs it")
+        if cv.graph_kind(read_graph(args.model)) == cv.INTEGER:
+            raise GraphError(f"{args.model}: is already an integer graph; snnc compile takes a torch model or a "
+                             "float NIR graph")
+    else:
+        load_model(args.model, args.model_class, args.trust_pickle)
 
 
 def compile_any(args: argparse.Namespace):
@@ -71,18 +93,12 @@ def compile_any(args: argparse.Namespace):
     from snnc.pipeline import CompileOptions, compile
 
     xc, _ = load_data(args.calib, "train")
-    if args.calibrate is not None and (args.calibrate < 1 or args.calibrate_samples < 1):
-        raise DataError(f"--calibrate T and --calibrate-samples N must be >= 1, got T={args.calibrate}, "
-                        f"N={args.calibrate_samples}")
     opts = CompileOptions(convert_options(args), weight_bits=args.bits, calib_steps=args.calib_steps,
                           bias_onset=not args.no_bias_onset, calibrate_steps=args.calibrate,
                           calibrate_samples=args.calibrate_samples)
     if str(args.model).endswith(".nir"):
-        if args.calibrate is not None:
-            raise DataError(f"--calibrate: {args.model} is an NIR graph; layer calibration compares against the "
-                            "ANN's activations and needs the torch model")
-        return compile(args.model, xc, opts)
-    return compile(load_model(args.model, args.model_class), xc, opts)
+        return compile(read_graph(args.model), xc, opts)
+    return compile(load_model(args.model, args.model_class, args.trust_pickle), xc, opts)
 
 
 def run_compile(args: argparse.Namespace) -> int:
@@ -132,13 +148,10 @@ def _sim_args(p: argparse.ArgumentParser) -> None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     from snnc.backends.cpu.simulator import simulate
-    from snnc.ir.graph import read
 
-    g = read(args.graph)
+    g = read_graph(args.graph)
     x, y = load_data(args.data, "test", args.samples)
     y = need_labels(y, args.data)
-    if args.steps < 1:
-        raise DataError("--steps must be >= 1")
     if args.cluster:
         from snnc import cluster
 
@@ -183,14 +196,14 @@ def describe_node(name: str, node, shape: tuple) -> dict:
 
 
 def _inspect_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("graph", help="any NIR file")
+    add(p, "graph", spec=InFile(what="NIR file", error=NIRFileError), help="any NIR file")
     add_json(p)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from snnc.ir.graph import infer_shapes, read, topo_order
+    from snnc.ir.graph import infer_shapes, topo_order
 
-    g = read(args.graph)
+    g = read_graph(args.graph)
     shapes = infer_shapes(g)
     rows = [describe_node(n, g.nodes[n], shapes[n]) for n in topo_order(g)]
     kind = cv.graph_kind(g)

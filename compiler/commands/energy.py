@@ -3,44 +3,32 @@ from __future__ import annotations
 
 import argparse
 
-from snnc.commands._common import add_cluster_arg, add_json, add_sim_args, load_data, need_labels
-from snnc.ir.errors import DataError
+from snnc.argspec import MAX_STEPS, Choice, Int, List, OutDir, add
+from snnc.commands._common import add_cluster_arg, add_json, add_sim_args, load_data, need_labels, read_graph
 
 
 def _energy_args(p: argparse.ArgumentParser) -> None:
     from snnc.analysis.energy import MODELS
 
     add_sim_args(p, steps=8)
-    p.add_argument("--energy-model", default="cmos45", choices=sorted(MODELS),
-                   help="per-op energies: cmos45 (Horowitz 2014) or loihi (Davies 2018)")
-    p.add_argument("--plots", metavar="DIR", help="write the PNG plots into DIR")
-    p.add_argument("--sweep", default="", help="comma-separated T values for the accuracy-vs-energy plot and the "
-                   "'sweep' JSON key (e.g. 1,4,8,32); each runs the simulator again")
+    add(p, "--energy-model", spec=Choice(choices=tuple(sorted(MODELS))), default="cmos45",
+        help="per-op energies: cmos45 (Horowitz 2014) or loihi (Davies 2018)")
+    add(p, "--plots", spec=OutDir(), metavar="DIR", help="write the PNG plots into DIR (created)")
+    add(p, "--sweep", spec=List(item=Int(lo=1, hi=MAX_STEPS), empty=True), default="", help="comma-separated T "
+        "values for the accuracy-vs-energy plot and the 'sweep' JSON key (e.g. 1,4,8,32); each runs the simulator "
+        "again")
     add_cluster_arg(p)
     add_json(p)
-
-
-def _parse_sweep(s: str) -> list[int]:
-    try:
-        ts = [int(v) for v in s.split(",") if v.strip()]
-    except ValueError:
-        raise DataError(f"--sweep must be comma-separated integers, got {s!r}") from None
-    if any(t < 1 for t in ts):
-        raise DataError(f"--sweep: every T must be >= 1, got {ts}")
-    return ts
 
 
 def run_energy(args: argparse.Namespace) -> int:
     from snnc.analysis.energy import get_model
     from snnc.analysis.report import energy_report
     from snnc.backends.cpu.simulator import simulate
-    from snnc.ir.graph import read
 
-    if args.steps < 1:
-        raise DataError("--steps must be >= 1")
     model = get_model(args.energy_model)
-    sweep_ts = _parse_sweep(args.sweep)
-    g = read(args.graph)
+    sweep_ts = args.sweep
+    g = read_graph(args.graph)
     x, y = load_data(args.data, "test", args.samples)
     y = need_labels(y, args.data)
 

@@ -4,27 +4,43 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from snnc.argspec import MAX_STEPS, Choice, Float, InFile, Int, add, constrain
 from snnc.commands._common import (
     add_cluster_arg,
     add_data_args,
     add_json,
+    data_fits_graph,
     load_data,
     need_labels,
     print_spike_table,
+    read_graph,
 )
-from snnc.ir.errors import DataError, GraphError
+from snnc.ir.errors import NIRFileError
 
 DEFAULT_TIMEOUT_S = 3600.0
 
 
-def _common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("graph", help="integer NIR file written by snnc compile")
+def _common_args(p: argparse.ArgumentParser, backend: bool = False) -> None:
+    add(p, "graph", spec=InFile(what="NIR file", error=NIRFileError), help="integer NIR file written by snnc compile")
     add_data_args(p)
-    p.add_argument("--samples", type=int, default=20, help="number of test samples (Lava runs them one at a time)")
-    p.add_argument("--steps", type=int, default=32, help="input steps T the output integrates (a run lasts T + depth)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                   help="seconds before a stuck Lava run is stopped (BackendError)")
+    add(p, "--samples", spec=Int(lo=1), default=20, help="number of test samples (Lava runs them one at a time)")
+    add(p, "--steps", spec=Int(lo=1, hi=MAX_STEPS), default=32, help="input steps T the output integrates (a run "
+        "lasts T + depth)")
+    add(p, "--timeout", spec=Float(lo=0, open_lo=True), default=DEFAULT_TIMEOUT_S,
+        help="seconds before a stuck Lava run is stopped (BackendError)")
     add_json(p)
+    if backend:
+        add(p, "--backend", spec=Choice(choices=("lava", "cpu")), default="lava", help="where to run (default lava)")
+    constrain(p, data_fits_graph(labels=backend, integer=True))
+    constrain(p, _lava_present)
+
+
+def _lava_present(args: argparse.Namespace) -> None:
+    """Lava is importable when the command will run it (BackendError saying how to install it otherwise)."""
+    if getattr(args, "backend", "lava") == "lava":
+        from snnc.backends.lava.emit import import_lava
+
+        import_lava()
 
 
 def _verify_args(p: argparse.ArgumentParser) -> None:
@@ -33,21 +49,11 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    _common_args(p)
-    p.add_argument("--backend", choices=("lava", "cpu"), default="lava", help="where to run (default lava)")
+    _common_args(p, backend=True)
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from snnc.ir import conventions as cv
-    from snnc.ir.graph import read
-
-    if args.steps < 1:
-        raise DataError(f"--steps must be >= 1, got {args.steps}")
-    if args.samples < 1:
-        raise DataError(f"--samples must be >= 1, got {args.samples}")
-    g = read(args.graph)
-    if cv.graph_kind(g) != cv.INTEGER:
-        raise GraphError(f"{args.graph}: is a float graph; Lava runs integer graphs (snnc compile writes one)")
+    g = read_graph(args.graph)
     x, y = load_data(args.data, "test", args.samples)
     return g, x, y
 

@@ -5,67 +5,64 @@ import argparse
 import time
 from dataclasses import asdict
 
+from snnc.argspec import MAX_STEPS, Choice, Float, InFile, Int, List, Literal, OneOf, OutFile, add, constrain
 from snnc.commands._common import (
     add_cluster_arg,
     add_data_args,
     add_json,
+    add_trust_pickle,
     load_data,
     load_model,
     need_labels,
     print_json,
 )
-from snnc.ir.errors import DataError
+from snnc.commands.core import MODEL_CLASS
 from snnc.sweep import INITS, METHODS, plot, sweep
 
 
-def _parse_list(s: str, name: str, allowed=None, kind=str) -> list:
-    try:
-        vals = [kind(v.strip()) for v in s.split(",") if v.strip()]
-    except ValueError:
-        raise DataError(f"{name}: expected a comma-separated list, got {s!r}") from None
-    if not vals:
-        raise DataError(f"{name}: empty list")
-    if allowed is not None:
-        bad = [v for v in vals if v not in allowed]
-        if bad:
-            raise DataError(f"{name}: unknown value(s) {bad} (choose from {', '.join(allowed)})")
-    return vals
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model.pt (torch.save(model); pickle: only trusted files)")
-    p.add_argument("--model-class", help="package.module:Class for a state-dict model.pt")
+    add(p, "model", spec=InFile(what="model file"), help="a state dict with --model-class, a torch.export program "
+        "(.pt2), or a whole pickled module (needs --trust-pickle)")
+    add(p, "--model-class", spec=MODEL_CLASS, help="package.module:Class for a state-dict model.pt")
+    add_trust_pickle(p)
     add_data_args(p)
-    p.add_argument("--steps", default="1,2,4,8,16,32,64", help="comma-separated T values")
-    p.add_argument("--method", default="percentile", help="max | percentile | qcfs, or a comma list")
-    p.add_argument("--init", default="zero", help="zero | half (v0 = theta/2), or a comma list")
-    p.add_argument("--floor", default="1", help="potential floor v >= -F*theta: F (default 1, as Sinabs' IAF) or "
-                   "'none', or a comma list (e.g. none,1)")
+    add(p, "--steps", spec=List(item=Int(lo=1, hi=MAX_STEPS)), default="1,2,4,8,16,32,64",
+        help="comma-separated T values")
+    add(p, "--method", spec=List(item=Choice(choices=tuple(METHODS))), default="percentile",
+        help="max | percentile | qcfs, or a comma list")
+    add(p, "--init", spec=List(item=Choice(choices=tuple(INITS))), default="zero",
+        help="zero | half (v0 = theta/2), or a comma list")
+    add(p, "--floor", spec=List(item=OneOf(specs=(Literal(word="none", value=None), Float(lo=0)))), default="1",
+        help="potential floor v >= -F*theta: F (default 1, as Sinabs' IAF) or 'none', or a comma list (e.g. none,1)")
     p.add_argument("--tune", action="store_true", help="per-layer threshold tuning for each T (TTRBR-style)")
     p.add_argument("--restructure", action="store_true", help="balance residual shortcut delays with IF relays")
     p.add_argument("--calibrate", action="store_true", help="layer calibration for each T: per-layer threshold "
                    "factor and per-channel bias shift measured on the SNN against the ANN (128 training samples)")
-    p.add_argument("--percentile", type=float, default=99.99)
+    add(p, "--percentile", spec=Float(lo=0, hi=100, open_lo=True), default=99.99)
     p.add_argument("--no-int", action="store_true", help="float simulation only")
-    p.add_argument("--limit", type=int, help="evaluate on the first N test samples only")
-    p.add_argument("--plot", default="sweep_accuracy.png", help="PNG written here")
+    add(p, "--limit", spec=Int(lo=1), help="evaluate on the first N test samples only")
+    add(p, "--plot", spec=OutFile(what="plot file", suffixes=(".png", ".pdf", ".svg")), default="sweep_accuracy.png",
+        help="the accuracy-vs-T plot (.png, .pdf or .svg), written atomically")
     add_cluster_arg(p, "grid points")
     add_json(p)
+    constrain(p, _sweep_inputs)
+
+
+def _sweep_inputs(args: argparse.Namespace) -> None:
+    """Before sweeping: the model loads (safely), the data loads and has labels."""
+    from snnc.train.fit import accuracy
+
+    model = load_model(args.model, args.model_class, args.trust_pickle)
+    load_data(args.data, "train")
+    x, y = load_data(args.data, "test", args.limit)
+    accuracy(model, x[:2], need_labels(y, args.data)[:2])  # the data fits the model (DataError otherwise)
 
 
 def run(args: argparse.Namespace) -> int:
     from snnc.train.fit import accuracy
 
-    steps = _parse_list(args.steps, "--steps", kind=int)
-    if any(t < 1 for t in steps):
-        raise DataError(f"--steps: every T must be >= 1, got {steps}")
-    methods = _parse_list(args.method, "--method", METHODS)
-    inits = _parse_list(args.init, "--init", tuple(INITS))
-    floors = [None if f == "none" else _parse_list(f, "--floor", kind=float)[0]
-              for f in _parse_list(args.floor, "--floor")]
-    if any(f is not None and not f >= 0 for f in floors):
-        raise DataError(f"--floor: each F must be 'none' or a number >= 0, got {args.floor!r}")
-    model = load_model(args.model, args.model_class)
+    steps, methods, inits, floors = args.steps, args.method, args.init, args.floor
+    model = load_model(args.model, args.model_class, args.trust_pickle)
     xcal, _ = load_data(args.data, "train")
     x, y = load_data(args.data, "test", args.limit)
     y = need_labels(y, args.data)

@@ -19,7 +19,9 @@ import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
+from snnc.frontend.exported import as_module
 from snnc.ir import conventions as cv
+from snnc.ir.chain import check_samples
 from snnc.ir.errors import DataError, UnsupportedLayerError
 from snnc.ir.nir_compat import make_graph
 from snnc.train.clip_floor import ClipFloor
@@ -320,7 +322,8 @@ def calibrate(gm: torch.fx.GraphModule, x: np.ndarray, batch: int = 512) -> tupl
 
 
 def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None = None, **kw: Any) -> nir.NIRGraph:
-    """Convert a trained torch model to a float NIR graph of IF neurons, thresholds balanced on ``calib``.
+    """Convert a trained torch model (an nn.Module, or a torch.export program: ``snnc.frontend.exported``) to a
+    float NIR graph of IF neurons, thresholds balanced on ``calib``.
 
     calib: float array (N, C, H, W) or (N, features), normalised as the model expects.
     Keyword arguments override ``ConvertOptions`` fields (method=, percentile=, v_init=, reset=)."""
@@ -328,10 +331,10 @@ def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None 
     if unknown:
         raise TypeError(f"convert() got unknown option(s) {unknown}")
     opts = replace(options or ConvertOptions(), **kw)
-    calib = np.asarray(calib, dtype=np.float32)
+    calib = np.asarray(check_samples(calib, "calibration data"), dtype=np.float32)
     if calib.ndim < 2:
         raise DataError(f"calibration data must be (N, ...) with a batch dimension, got shape {calib.shape}")
-    model = model.eval()
+    model = as_module(model).eval()  # a torch.export program becomes a module of standard layers
     gm = trace(model)
     shapes, acts = calibrate(gm, calib, opts.calib_batch)
     low = Lowering(nodes={}, edges=[], shapes=shapes, acts=acts, opts=opts, gm=gm)

@@ -167,6 +167,9 @@ def _quantize_synapses(g: Graph, n: str, weights: dict, originals: dict, lam: fl
             bits = 2 if _is_pow2(float(np.abs(w).max()) * lam) and cv.meta(snode, cv.BINARY_SCALE) \
                 == "layer" else max(bits, 2)
         qmax = 2 ** (bits - 1) - 1
+        if qmax < 1:
+            raise QuantizationError(f"synapse {sname!r}: 1 weight bit holds no nonzero signed weight (Lava's 1-bit "
+                                    "mixed-sign field is {-256, 0}); use 2..8 bits, or binarize the layer")
         target = w * lam
         amax = float(np.abs(target).max()) if target.size else 0.0
         unit_shift = 9 - bits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
+from snnc.ir.errors import DataError, one_line
 
 
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 30, lr: float = 3e-3, seed: int = 0,
@@ -35,5 +36,10 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 30, lr: fl
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     """Fraction of ``x`` (float inputs) whose argmax output equals the integer label ``y``."""
-    with torch.no_grad():
-        return float((model(torch.as_tensor(x)).argmax(1).numpy() == y).mean())
+    try:
+        with torch.no_grad():
+            out = model(torch.as_tensor(x))
+            return float((out.argmax(1).numpy() == y).mean())
+    except Exception as e:  # the data does not fit the model (shape, dtype) or the output is not (N, classes)
+        raise DataError(f"the model failed on data of shape {tuple(np.shape(x))}: {type(e).__name__}: "
+                        f"{one_line(e, 300)}") from None

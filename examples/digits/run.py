@@ -1,7 +1,8 @@
 """The digits demo (``make demo``): train the digits CNN, compile it to an integer SNN in NIR, simulate it.
 
 Prints ANN accuracy, float-SNN and integer-SNN accuracy for T in {1, 2, 4, 8, 16, 32, 64} on the fixed
-360-sample test split, and writes out/digits_cnn.pt, out/digits.nir and out/digits_accuracy_vs_T.png."""
+360-sample test split, and writes out/digits_cnn.pt (pickled module), out/digits_cnn.pt2 (torch.export program,
+loads safely: ``snnc compile out/digits_cnn.pt2 ...``), out/digits.nir and out/digits_accuracy_vs_T.png."""
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,9 @@ def main(argv: list[str] | None = None) -> dict:
     model = fit(DigitsCNN(), xtr, ytr, epochs=args.epochs)
     t_train = time.perf_counter() - t0
     ann = accuracy(model, xte, yte)
-    torch.save(model, out / "digits_cnn.pt")
+    torch.save(model, out / "digits_cnn.pt")  # a whole pickled module: snnc compile needs --trust-pickle for it
+    # the same model as a torch.export program, which snnc loads without running pickle code
+    torch.export.save(torch.export.export(model.eval(), (torch.as_tensor(xtr[:2]),)), out / "digits_cnn.pt2")
     con.print(f"trained DigitsCNN in {t_train:.1f} s: ANN test accuracy {ann:.4f}")
     t0 = time.perf_counter()
     c = snnc.compile(model, xtr, ConvertOptions(v_init=args.v_init))
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     fig.tight_layout()
     png = out / "digits_accuracy_vs_T.png"
     fig.savefig(png, dpi=120)
-    con.print(f"NIR file: {out / 'digits.nir'}   plot: {png}   model: {out / 'digits_cnn.pt'}")
+    con.print(f"NIR file: {out / 'digits.nir'}   plot: {png}   model: {out / 'digits_cnn.pt2'}")
     return {"ann_accuracy": ann, "rows": rows, "compile_s": t_compile, "train_s": t_train}
 
 
