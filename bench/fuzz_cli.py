@@ -217,20 +217,21 @@ def spec_pools(arg: Any, fx: Fixtures, cmd: str) -> Pool:
     s, dest = arg.spec, arg.dest
     pool: Pool = []
     if isinstance(s, a.Int):
-        oks = CHEAP_INTS.get(dest) or [str(s.lo if s.lo is not None else 0)]
-        pool += [(v, OK) for v in oks]
-        if s.lo is not None:
-            pool += [(str(s.lo - 1), BAD), (str(s.lo - 10 ** 6), BAD)]
-        if s.hi is not None:
-            pool += [(str(s.hi + 1), BAD), ("9" * 30, BAD)]
-        pool += [(v, BAD) for v in ("x", "", "1.5", "1e3", "0x10", "nan", " ", "--")]
+        # values that make no sense for most counts come first; the spec itself says which are refused, so a spec
+        # that lets one through (say --batch 0) sends it to the command, which must then not crash
+        # (an allowed value is run: a large T or epoch count would take hours, so upper bounds above 64 are only
+        # crossed, not hit; counts without a bound get a huge value, which only caps a slice or a batch)
+        big = [] if s.hi is not None else ["1000000000000"]
+        edges = [str(v) for v in (s.lo, s.hi) if v is not None and v <= 64]
+        pool += judged(s, ["0", "-1", *big, *edges, *[str(v + d) for v, d in ((s.lo, -1), (s.hi, 1))
+                                                      if v is not None]],
+                       CHEAP_INTS.get(dest, [str(s.lo if s.lo is not None else 0)]))
+        pool += [(v, BAD) for v in ("x", "", "1.5", "1e3", "0x10", "nan", " ", "--", "9" * 30 if s.hi else "x1")]
     elif isinstance(s, a.Float):
-        pool += [(v, OK) for v in CHEAP_FLOATS.get(dest, [])]
-        pool += [(v, BAD) for v in ("nan", "inf", "-inf", "x", "", "1,5")]
-        if s.lo is not None:
-            pool += [(repr(s.lo - 1.0), BAD)] + ([(repr(float(s.lo)), BAD)] if s.open_lo else [])
-        if s.hi is not None:
-            pool += [(repr(s.hi + 1.0), BAD), ("1e309", BAD)]
+        pool += judged(s, ["0", "-1", "1e9", *[repr(float(v)) for v in (s.lo, s.hi) if v is not None],
+                           *[repr(v + d) for v, d in ((s.lo, -1.0), (s.hi, 1.0)) if v is not None]],
+                       CHEAP_FLOATS.get(dest, []))
+        pool += [(v, BAD) for v in ("nan", "inf", "-inf", "x", "", "1,5", "1e309")]
     elif isinstance(s, a.Choice):
         pool += [(c, OK) for c in s.choices] + [("bogus", BAD), ("", BAD), (s.choices[0].upper() + "X", BAD)]
     elif isinstance(s, a.List):
@@ -238,9 +239,10 @@ def spec_pools(arg: Any, fx: Fixtures, cmd: str) -> Pool:
         pool += [(v, OK) for v in oks]
         if not s.empty:
             pool += [("", BAD)]
-        pool += [(",", BAD), ("1,,2", BAD), ("x", BAD), ("nan", BAD), ("-1", BAD)]
+        pool += judged(s, ["0", "-1", "0,1", "1,-1"], []) + [(",", BAD), ("1,,2", BAD), ("x", BAD), ("nan", BAD)]
     elif isinstance(s, a.OneOf):
-        pool += [(v, OK) for v, k in item_pool(s) if k == OK] + [("bogus", BAD), ("-1", BAD), ("inf", BAD)]
+        pool += [(v, OK) for v, k in item_pool(s) if k == OK] + judged(s, ["-1", "0"], []) + [("bogus", BAD),
+                                                                                               ("inf", BAD)]
     elif isinstance(s, a.Text):
         if dest == "model_class":
             pool += [("snnc.zoo:DigitsMLP", OK), ("", BAD), ("nocolon", BAD), ("a b:C", BAD),
@@ -281,6 +283,26 @@ def spec_pools(arg: Any, fx: Fixtures, cmd: str) -> Pool:
     else:
         pool += [("x", ANY)]
     return pool
+
+
+def judged(spec: Any, texts: list[str], oks: list[str]) -> Pool:
+    """``texts`` with the verdict of ``spec`` itself: refused -> BAD; accepted -> OK when among the cheap valid
+    ``oks``, else ANY (allowed, so the command must handle it: succeed or fail by name, never crash)."""
+    from dataclasses import replace
+
+    from snnc.ir.errors import SnncError
+
+    out, seen = [(t, OK) for t in oks], set(oks)
+    for t in texts:
+        if t in seen:
+            continue
+        seen.add(t)
+        try:
+            replace(spec, name="--x")(t)
+            out.append((t, ANY))
+        except SnncError:
+            out.append((t, BAD))
+    return out
 
 
 def item_pool(s: Any) -> Pool:
@@ -358,6 +380,48 @@ def invocation(d: Draw, fx: Fixtures, workdir: Path, cmd: str | None = None) -> 
         verdict = BAD
     case.argv += argv_pos + argv_opt if d.coin(0.7) else argv_opt + argv_pos
     case.expect = BAD if case.expect == BAD else verdict
+    return case
+
+
+# a cheap valid command line per subcommand: the start of every one-bad-value case ("@out..." are output paths)
+BASE = {"compile": ["@model.pt2", "-o", "@out.nir", "--calib", "@d.npz", "--calib-steps", "2"],
+        "simulate": ["@g.nir", "--data", "@d.npz", "--steps", "2"],
+        "energy": ["@g.nir", "--data", "@d.npz", "--steps", "2"],
+        "inspect": ["@g.nir"],
+        "sweep": ["@model.pt2", "--data", "@d.npz", "--steps", "1", "--limit", "3", "--plot", "@out.png"],
+        "run": ["@g.nir", "--data", "@d.npz", "--steps", "2", "--samples", "2", "--backend", "cpu"],
+        "verify": ["@g.nir", "--data", "@d.npz", "--steps", "2", "--samples", "1"]}
+
+
+def one_bad_values(fx: Fixtures, cmd: str, per_arg: int | None = None) -> list[tuple[Any, str, str]]:
+    """(argument, value, verdict) for every value-taking argument of ``cmd`` and every value of its pool that is
+    not a cheap valid one -- refused (BAD) or allowed but odd (ANY) -- or the first ``per_arg`` of them (0, -1 and
+    the range boundaries come first)."""
+    from snnc import argspec
+    from snnc.cli import build_parser
+
+    out = []
+    for arg in argspec.arguments(argspec.subcommands(build_parser())[cmd]):
+        if not arg.flag:
+            out += [(arg, v, k) for v, k in [p for p in spec_pools(arg, fx, cmd) if p[1] != OK][:per_arg]]
+    return out
+
+
+def one_bad_case(fx: Fixtures, workdir: Path, cmd: str, arg: Any, text: str, verdict: str = BAD) -> Case:
+    """The command's valid base line (``BASE``) with argument ``arg`` set to ``text`` (``verdict``: BAD must fail
+    by name; ANY must succeed or fail by name)."""
+    case = Case([cmd], verdict)
+    argv = [fx[a[1:]] if a.startswith("@") and a[1:] in fx.files else a for a in BASE[cmd]]
+    argv = [_materialise(a, workdir, case) for a in argv]
+    text = _materialise(text, workdir, case)
+    if not arg.flags[0].startswith("-"):
+        argv[0] = text  # the positional
+    elif any(f in argv for f in arg.flags):
+        argv[next(i for i, a in enumerate(argv) if a in arg.flags) + 1] = text
+    else:
+        argv += [arg.flags[-1], text]
+    case.argv += argv
+    case.why.append(f"{arg.flags[-1]}={text!r}")
     return case
 
 
@@ -578,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
     if script.exists():
         entries.append([str(script)])
     sub_every = max(1, a.cases // max(1, a.subprocess)) if a.subprocess else 0
+    systematic = [(cmd, *odd) for cmd in sorted(BASE) for odd in one_bad_values(fx, cmd)]
+    print(f"{len(systematic)} one-odd-value cases (every refused or odd value of every argument), then random cases",
+          flush=True)
     slowest = (0.0, "")
     per_cmd: Counter = Counter()
     per_cmd_n: Counter = Counter()
@@ -585,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         work = tmp / f"case{i % 50}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
-        case = invocation(RandomDraw(rng), fx, work)
+        case = one_bad_case(fx, work, *systematic[i]) if i < len(systematic) else invocation(RandomDraw(rng), fx, work)
         expects[case.expect] += 1
         via_sub = sub_every and i % sub_every == sub_every // 2
         try:
