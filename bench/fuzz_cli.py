@@ -260,7 +260,7 @@ def spec_pools(arg: Any, fx: Fixtures, cmd: str) -> Pool:
     elif isinstance(s, a.InFile):  # model files
         pool += [(fx["model.pt2"], OK), (fx["sd.pt"], OK), (fx["whole.pt"], OK)]  # _semantics: class, trust
         pool += [(fx["f.nir"], OK) if cmd == "compile" else (fx["f.nir"], BAD)]
-        pool += [(fx[n], BAD) for n in ("whole.pt", "evil.pt", "evil.pt2", "sigmoid.pt2", "d.npz", "text.nir",
+        pool += [(fx[n], BAD) for n in ("evil.pt", "evil.pt2", "sigmoid.pt2", "d.npz", "text.nir",
                                         "folder", "g.nir" if cmd == "compile" else "trunc.nir")]
         pool += [(str(fx.root / "missing.pt"), BAD), ("", BAD)]
     elif isinstance(s, a.DataSet):
