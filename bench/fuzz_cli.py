@@ -51,7 +51,8 @@ CHEAP_INTS = {"steps": ["1", "2", "4"], "calib_steps": ["1", "2", "4"], "calibra
 CHEAP_LISTS = {"steps": ["1", "2", "1,2"], "sweep": ["", "1", "1,2"]}
 CHEAP_FLOATS = {"timeout": ["600"], "max_drop": ["0", "0.5", "100"], "storage": ["0.5", "1"],
                 "percentile": ["50", "99.99", "100"], "v_init": ["0", "0.5", "1"]}
-EXPENSIVE = {"plots": 0.15, "tune": 0.3, "restructure": 0.3, "calibrate": 0.3, "finetune": 0.3, "steps": 0.8}
+EXPENSIVE = {"plots": 0.15, "tune": 0.3, "restructure": 0.3, "calibrate": 0.3, "finetune": 0.3, "steps": 0.8,
+             "cluster": 0.05}
 # flags whose success depends on the data, not on the command line (--strict fails on any saturation)
 DATA_DEPENDENT = {"strict"}
 # arguments whose default is slow (Lava's 20 samples at T=32, a sweep over 7 T values): always given
@@ -277,6 +278,9 @@ def spec_pools(arg: Any, fx: Fixtures, cmd: str) -> Pool:
             pool += [("@out.txt", BAD)]
     elif isinstance(s, a.OutDir):
         pool += [("@outdir", OK), (fx["afile"], BAD), (fx["afile"] + "/sub", BAD), ("", BAD)]
+    elif isinstance(s, a.Cluster):  # a valid spec would start Ray: only refused ones are drawn
+        pool += [(v, BAD) for v in ("", "x", "LOCAL", "local:0", "local:-1", "local:x", "ray://h", "ray://h:0",
+                                    "ray://h:99999", "ray://:1")]
     elif isinstance(s, a.Device):
         pool += [("cpu", OK)] + ([("cuda", OK), ("cuda:0", OK)] if fx.cuda else [("cuda", BAD), ("cuda:0", BAD)])
         pool += [(v, BAD) for v in ("gpu", "cuda:x", "tpu", "", "meta", "cuda:99", "cpu:1", "xla")]

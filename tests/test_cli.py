@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from snnc.ir import BackendError, DataError, InternalError, UnsupportedLayerError, UsageError, graphs_equal
+from snnc.ir import (BackendError, ClusterError, DataError, InternalError, UnsupportedLayerError, UsageError,
+                     graphs_equal)
 
 _spec = importlib.util.spec_from_file_location("snnc_bench_fuzz_cli", Path(__file__).parents[1] / "bench" /
                                                "fuzz_cli.py")
@@ -92,6 +93,8 @@ def test_issue20_invocations_give_one_line_named_errors(fx, tmp_path, monkeypatc
     (["sweep", "@pt2", "--method", "max,bogus"], UsageError, "--method: choose from max, percentile, qcfs"),
     (["sweep", "@pt2", "--plot", "s.txt"], UsageError, "must end in .png, .pdf, .svg"),
     (["sweep", "@pt2", "--data", "@odd", "--limit", "3"], DataError, "the model failed on data of shape (2, 3, 5, 5)"),
+    (["simulate", "@g", "--cluster", "local:0"], ClusterError, "--cluster 'local:0': the worker count must be >= 1"),
+    (["sweep", "@pt2", "--cluster", "ray://host"], ClusterError, "expected local, local:N or ray://HOST:PORT"),
     (["inspect", "@trunc"], Exception, "trunc.nir"),
     (["inspect", "missing.nir"], Exception, "missing.nir: no such NIR file"),
 ])
