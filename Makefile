@@ -1,9 +1,10 @@
-# snnc: `make demo` (set up + run the digits example), `make test` (set up + run pytest), `make bench`.
+# snnc: `make demo` (set up + run the digits example), `make test` (set up + run pytest), `make bench`,
+# `make interop` (the framework interop matrix: noxfile.py, one venv per framework under .nox/; docs/interop.md).
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.snnc-installed
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test interop bench clean
 venv: $(STAMP)
 
 # lava-nc 0.10.0 runs only on Python 3.10: a working python3.10 on PATH, else pyenv's 3.10.x.
@@ -25,8 +26,13 @@ demo: venv
 test: venv
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
+# NOX_ARGS: e.g. NOX_ARGS="-s sinabs" for one session, NOX_ARGS="-s nir -- 1.0.4" for one nir release
+interop: venv
+	@start=$$(date +%s); $(PYTHON) -m nox $(NOX_ARGS); rc=$$?; \
+	echo "make interop: $$(( $$(date +%s) - start )) s, exit $$rc"; exit $$rc
+
 bench: venv
 	@for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out .nox

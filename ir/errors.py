@@ -77,3 +77,8 @@ class InternalError(SnncError):
     (one line; ``--debug`` shows the traceback). Exit code 70 (EX_SOFTWARE in sysexits.h)."""
 
     exit_code = 70
+
+
+class NIRImportWarning(UserWarning):
+    """A foreign NIR graph read with a repair (a batch dimension dropped, scalar parameters broadcast to the layer);
+    the message names the node, the field and the framework known to write it."""

@@ -1,5 +1,6 @@
 """Energy analysis: SOP counts (hand-sized conv/pool/affine/residual graphs, worked by hand), rates -> SOPs
-formula vs the step-by-step measured count, ANN MACs, the Sinabs SNNAnalyzer cross-check, the CLI."""
+formula vs the step-by-step measured count, ANN MACs, the CLI (the Sinabs SNNAnalyzer cross-check is in
+tests/interop/test_sinabs.py)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import math
 import nir
 import numpy as np
 import pytest
-import torch
 import torch.nn as nn
 from snnc.analysis.energy import MODELS, get_model
 from snnc.analysis.macs import connection_macs, graph_macs
@@ -18,7 +18,6 @@ from snnc.analysis.spike_stats import spike_stats
 from snnc.backends.cpu.simulator import simulate
 from snnc.ir import conventions as cv
 from snnc.ir import make_graph
-from snnc.ir.chain import quantize_input
 from snnc.ir.errors import DataError, UsageError
 from snnc.ir.plan import build_plan
 
@@ -149,28 +148,6 @@ def test_residual_fan_in_counts_each_path():
     assert all(meas[k] == ops[k] for k in meas)
 
 
-@pytest.fixture(scope="module")
-def small_compiled(digits_data):
-    """The digits CNN converted and quantized (untrained, seed 0: SOP counting needs spikes, not accuracy; a small
-    calibration keeps this file fast)."""
-    import snnc
-    from snnc.zoo import DigitsCNN
-
-    (xtr, _), _ = digits_data
-    torch.manual_seed(0)
-    model = DigitsCNN().eval()
-    return model, snnc.compile(model, xtr[:256], calib_steps=16)
-
-
-@pytest.fixture(scope="module")
-def digits_run(small_compiled, digits_data):
-    _, (xte, yte) = digits_data
-    x, y = xte[:30], yte[:30]
-    g = small_compiled[1].int_graph
-    r = simulate(g, x, steps=4, rasters=True)
-    return g, x, y, r
-
-
 def _fanout_by_geometry(graph, conn, plan) -> np.ndarray:
     """Per source neuron, its number of targets, counted here from the layer's geometry alone (independent of
     snnc.analysis.sops): a dense synapse reaches every output; a conv tap (r, q) of output (oh, ow) reads input
@@ -221,76 +198,6 @@ def test_rates_formula_equals_measured_count(digits_run):
         assert st.spikes == r.spikes_per_layer[n]
         assert st.silent == int((r.spike_counts[n].sum(0) == 0).sum())
         assert 0 <= st.saturated <= st.neurons and 0 < st.rate < 1
-
-
-def _sinabs_replay(raster: np.ndarray):
-    """A Sinabs spiking layer that outputs the snnc simulator's recorded spikes instead of its own."""
-    import sinabs.layers as sl
-
-    L, N = raster.shape[:2]
-
-    class Replay(sl.IAFSqueeze):
-        def forward(self, data):
-            return torch.as_tensor(np.swapaxes(raster, 0, 1).reshape((N * L,) + raster.shape[2:]),
-                                   dtype=torch.float32)
-
-    return Replay(batch_size=N)
-
-
-def test_sops_equal_sinabs_snnanalyzer(digits_run):
-    """Sinabs' SNNAnalyzer fed the same spike trains: its synops x samples equals snnc's SOPs per connection.
-
-    Sinabs weights a *graded* input by its value (synops = sum x * connection_map); snnc counts each non-zero graded
-    input as one MAC per synapse, so the documented relation for the input layer is: Sinabs fed the indicator
-    (x_int != 0) equals snnc's input MACs, and Sinabs fed the integer values x_int >= that count."""
-    pytest.importorskip("sinabs", reason="sinabs pins nir<=1.0.4: it runs in the interop matrix (make interop)")
-    import warnings
-
-    from sinabs.synopcounter import SNNAnalyzer
-
-    g, x, y, r = digits_run
-    N, L = r.samples, r.latency_steps
-    ops = {(c.src, c.dst): c.ops for c in count_ops(g, r, x)}
-    w1 = torch.as_tensor(np.asarray(g.nodes["conv1"].weight), dtype=torch.float32)
-    w2 = torch.as_tensor(np.asarray(g.nodes["conv2"].weight), dtype=torch.float32)
-    wf = torch.as_tensor(np.asarray(g.nodes["fc"].weight), dtype=torch.float32)
-
-    def build(pooled: bool) -> nn.Sequential:
-        conv1 = nn.Conv2d(1, w1.shape[0], 3, padding=1, bias=False)
-        conv2 = nn.Conv2d(w1.shape[0], w2.shape[0], 3, padding=1, bias=False)
-        conv1.weight.data, conv2.weight.data = w1.clone(), w2.clone()
-        if pooled:  # the source ANN's layout: AvgPool2d(2) -> Linear(512, 10); Sinabs rescales by the kernel area
-            head = [nn.AvgPool2d(2), nn.Flatten(), nn.Linear(w2.shape[0] * 16, 10, bias=False)]
-        else:  # the fused graph: pooling folded into one 2048 -> 10 affine
-            fc = nn.Linear(wf.shape[1], 10, bias=False)
-            fc.weight.data = wf.clone()
-            head = [nn.Flatten(), fc]
-        return nn.Sequential(conv1, _sinabs_replay(r.rasters["relu1"]), conv2, _sinabs_replay(r.rasters["relu2"]),
-                             *head)
-
-    xi = quantize_input(g, x)
-    for pooled in (False, True):
-        model = build(pooled)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            an = SNNAnalyzer(model)
-        ind = torch.as_tensor(np.repeat((xi != 0)[:, None], L, axis=1).reshape((N * L,) + x.shape[1:]),
-                              dtype=torch.float32)
-        with torch.no_grad():
-            model(ind)
-        par = an.get_layer_statistics()["parameter"]
-        names = list(par)
-        syn = [float(par[k]["synops"]) * N for k in names]
-        assert syn[0] == pytest.approx(ops[("input", "relu1")], rel=1e-5)
-        assert syn[1] == pytest.approx(ops[("relu1", "relu2")], rel=1e-5)
-        assert syn[2] == pytest.approx(ops[("relu2", "readout")], rel=1e-5)
-        assert sum(syn[1:]) == pytest.approx(energy_report(g, x, r).sops_total, rel=1e-5)
-        # graded values: Sinabs weights each event by its value (>= 1 for every non-zero integer input)
-        with torch.no_grad():
-            model(torch.as_tensor(np.repeat(xi[:, None], L, axis=1).reshape((N * L,) + x.shape[1:]),
-                                  dtype=torch.float32))
-        graded = float(an.get_layer_statistics()["parameter"][names[0]]["synops"]) * N
-        assert graded >= ops[("input", "relu1")] and graded > 1.5 * ops[("input", "relu1")]
 
 
 def test_macs_of_digits_graphs(small_compiled):

@@ -24,6 +24,7 @@ A spiking node read by the Output gets an ``I`` readout after it (one more step)
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +32,14 @@ import networkx as nx
 import nir
 import numpy as np
 from snnc.ir import conventions as cv
-from snnc.ir.errors import GraphError, SnncError, UnsupportedLayerError
+from snnc.ir.errors import GraphError, NIRImportWarning, SnncError, UnsupportedLayerError
 from snnc.ir.nir_compat import make_graph
 
 DISCRETISATIONS = ("euler", "exp")
 CUBA_LI = getattr(nir, "CubaLI", None)
 LEAKY = (nir.LIF, nir.LI, nir.CubaLIF) + ((CUBA_LI,) if CUBA_LI else ())
 SPIKING = (nir.IF, nir.LIF, nir.CubaLIF, nir.Threshold)
+NEURON_FIELDS = ("tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "v_reset", "w_in", "threshold")
 
 
 @dataclass
@@ -225,8 +227,9 @@ def _decay(tau: np.ndarray, dt: float, how: str, name: str, field: str) -> np.nd
     d = np.exp(-dt / tau) if how == "exp" else 1.0 - dt / tau
     if np.any(d < -1e-12):
         raise UnsupportedLayerError(f"node {name!r}: field {field!r} = {float(np.min(tau)):g} is shorter than the "
-                                    f"step dt = {dt:g}: the forward-Euler decay 1 - dt/tau is negative (pass a "
-                                    "smaller dt or discretisation 'exp')")
+                                    f"step dt = {dt:g}: the forward-Euler decay 1 - dt/tau is negative (pass the "
+                                    "file's step as ImportOptions(dt=seconds), or discretisation 'exp'; Norse "
+                                    "1.1.0 writes tau = dt/tau_mem_inv, so its graphs need dt = dt_norse**2)")
     return np.clip(d, 0.0, 1.0)
 
 
@@ -366,13 +369,40 @@ def _normalise_input(graph: nir.NIRGraph) -> None:
         if isinstance(node, nir.Input):
             shape = _shape_of(node) or ()
             succ = [graph.nodes[d] for s, d in graph.edges if s == name]
-            if len(shape) == 4 and shape[0] == 1:
-                node.input_type = {"input": np.array(shape[1:])}
-            elif len(shape) == 2 and shape[0] == 1 and succ and all(
+            if (len(shape) == 4 and shape[0] == 1) or (len(shape) == 2 and shape[0] == 1 and succ and all(
                     isinstance(x, (nir.Affine, nir.Linear)) and np.asarray(x.weight).shape[1] == shape[1]
-                    for x in succ):
+                    for x in succ)):
                 node.input_type = {"input": np.array(shape[1:])}
+                warnings.warn(f"node {name!r}: field 'input_type' {list(shape)} includes a batch dimension of 1 "
+                              "(Norse 1.1.0's and Rockpool 3.1.0's to_nir write one); read as "
+                              f"{list(shape[1:])}", NIRImportWarning, stacklevel=3)
             node.output_type = {"output": np.array(node.input_type["input"])}
+
+
+def _per_neuron(graph: nir.NIRGraph, shapes: dict[str, tuple]) -> None:
+    """Broadcast every neuron parameter to its layer's shape, in place. Parameters stored with another shape
+    (Norse 1.1.0 writes 0-d tau/r/v_leak/v_threshold, beside per-neuron arrays) get a NIRImportWarning naming
+    node and fields; a shape that does not broadcast is a GraphError."""
+    for name, node in graph.nodes.items():
+        if not isinstance(node, SPIKING + LEAKY + (nir.I,)) or name not in shapes:
+            continue
+        odd = []
+        for f in NEURON_FIELDS:
+            v = getattr(node, f, None)
+            if v is None or np.shape(v) == tuple(shapes[name]):
+                continue
+            try:
+                b = np.broadcast_to(np.asarray(v, np.float64), shapes[name]).copy()
+            except ValueError:
+                raise GraphError(f"node {name!r}: field {f!r} has shape {list(np.shape(v))}, which does not "
+                                 f"broadcast to the layer's shape {list(shapes[name])}") from None
+            if isinstance(v, (np.ndarray, np.generic)):  # stored by an exporter, not a Python default (w_in = 1.0)
+                odd.append(f)
+            setattr(node, f, b)
+        if odd:
+            warnings.warn(f"node {name!r}: fields {', '.join(odd)} do not have the layer's shape "
+                          f"{list(shapes[name])} (Norse 1.1.0's to_nir writes 0-d parameters); broadcast to every "
+                          "neuron", NIRImportWarning, stacklevel=3)
 
 
 def prepare(graph: nir.NIRGraph) -> nir.NIRGraph:
@@ -397,6 +427,7 @@ def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRG
     if not dt > 0:
         raise GraphError(f"dt must be > 0, got {dt}")
     shapes = _logical_shapes(g)
+    _per_neuron(g, shapes)
     outs = [n for n, v in g.nodes.items() if isinstance(v, nir.Output)]
     if len(outs) != 1:
         raise GraphError(f"graph must have exactly one Output node, found {len(outs)}: {outs}")
@@ -424,9 +455,11 @@ def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRG
                 raise UnsupportedLayerError(f"node {name!r}: a Delay must follow a spiking layer (snnc delays "
                                             "spike trains with relay neurons)")
             chain = []
+            rshape = (int(np.prod(shapes[name])),) if flat and len(shapes[name]) == 2 else tuple(shapes[name])
             for i in range(low.relays):
                 rn = fresh(f"{name}.relay{i}")
-                nodes[rn] = nir.IF(r=np.array(1.0), v_threshold=np.array(0.5), metadata={cv.RESET: "zero", cv.NIR_TYPE: "Delay"})
+                nodes[rn] = nir.IF(r=np.ones(rshape), v_threshold=np.full(rshape, 0.5),
+                                   metadata={cv.RESET: "zero", cv.NIR_TYPE: "Delay"})
                 chain.append(rn)
             if chain:
                 edges.extend(zip(chain, chain[1:]))
@@ -473,7 +506,7 @@ def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRG
         ro = fresh(f"{src}.readout")
         shp = shapes[src]
         n_ro = int(np.prod(shp)) if flat and len(shp) == 2 else None
-        nodes[ro] = nir.I(r=np.ones(n_ro) if n_ro else np.array(1.0),
+        nodes[ro] = nir.I(r=np.ones(n_ro) if n_ro else np.ones(tuple(shp)),
                           metadata={cv.READOUT: True, cv.SOURCE: f"nir_import: integrates the output of {src!r}"})
         edges = [(a, b) for a, b in edges if not (a == rename[src] and b == entry[out])]
         edges += [(rename[src], ro), (ro, out)]
