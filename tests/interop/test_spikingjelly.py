@@ -11,7 +11,8 @@ import pytest
 
 REASON = (f"SpikingJelly 2.0 needs Python >= 3.11; this is Python {sys.version_info.major}.{sys.version_info.minor} "
           "(snnc needs 3.10 for lava-nc 0.10.0)")
-if importlib.util.find_spec("spikingjelly.activation_based.nir_exchange") is None:
+if importlib.util.find_spec("spikingjelly") is None or \
+        importlib.util.find_spec("spikingjelly.activation_based.nir_exchange") is None:
     pytest.skip(REASON, allow_module_level=True)
 
 
