@@ -74,7 +74,7 @@ READOUT_NODE = _key("snnc.readout_node", "graph", "str", "node name", "graphs ex
                     "IF node that stands for the I readout")
 # neuron nodes (IF, LIF, I, CubaLIF, ...)
 RESET = _key("snnc.reset", "neuron", "str", '"subtract" or "zero"', "reset after a spike: v -= threshold, or v = 0 "
-             "(absent: nir >= 1.0.5 nodes reset to v_reset, nir 1.0.4 ones subtract; files record it on reading)")
+             "(absent: nir >= 1.0.6 nodes reset to v_reset, nir <= 1.0.5 ones subtract; files record it on reading)")
 V_INIT = _key("snnc.v_init", "neuron", "reals", "threshold units (float) / a_in units (integer)", "initial "
               "membrane potential (0.5 theta: Bu et al. 2022); the integer potential starts at round(v_init * 64)")
 V_MIN = _key("snnc.v_min", "spiking neuron", "reals", "as v_init, <= 0", "potential floor: v = max(v, v_min) after "
@@ -171,7 +171,7 @@ def is_linear(node: Any) -> bool:
 
 def reset_mode(node: Any) -> str:
     """Reset of a neuron node: ``snnc.reset`` when set; else what the installed nir's equations say: v = v_reset
-    (``zero``; nir >= 1.0.5 nodes carry ``v_reset``) or v -= v_threshold (``subtract``; nir 1.0.4). Files say it
+    (``zero``; nir >= 1.0.6 nodes carry ``v_reset``) or v -= v_threshold (``subtract``; nir <= 1.0.5). Files say it
     explicitly: ``snnc.ir.read`` records the reset of the release that wrote them."""
     r = meta(node, RESET, None)
     if r is not None:

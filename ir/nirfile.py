@@ -157,7 +157,7 @@ def _build_node(p: Path, name: str, nd: dict, nested: bool) -> Any:
     """One stored node -> its nir node (a nested graph when ``nested``); errors name the file, node and field.
 
     A spiking node's reset is made explicit in ``snnc.reset`` when the file does not say it: reset to
-    ``v_reset`` if the node stores one (nir >= 1.0.5), by subtraction if not (nir <= 1.0.4's equations)."""
+    ``v_reset`` if the node stores one (nir >= 1.0.6), by subtraction if not (nir <= 1.0.5 equations)."""
     import nir.ir as nir_ir
 
     t = _type_name(p, name, nd)
@@ -175,7 +175,7 @@ def _build_node(p: Path, name: str, nd: dict, nested: bool) -> Any:
     reset, v_reset = nir_compat.reset_from_file(nd)
     if v_reset is not None and np.any(v_reset != 0) and not nir_compat.HAS_V_RESET:
         raise NIRFileError(f"{p}: node {name!r} ({t}): field 'v_reset' is nonzero (reset to a potential, nir >= "
-                           f"1.0.5); this nir {nir.version} cannot hold it and snnc resets to 0 or by subtraction")
+                           f"1.0.6); this nir {nir.version} cannot hold it and snnc resets to 0 or by subtraction")
     try:
         node = nir_ir.dict2NIRNode(nir_compat.node_kwargs(getattr(nir, t), dict(nd)))
     except KeyError as e:

@@ -4,7 +4,7 @@ compiled to integer and run on Lava spike for spike against the bit-accurate sim
 
 Inputs are static (snnc presents the input every step): binary frames for the N-MNIST CNN, constant currents for
 the single LIF neuron. The LIF graphs are in seconds with dt = 1e-4 (the paper's step, paper/01_lif/README.md);
-the Sinabs CNN is in steps (r = 1: dt = 1). Neither file stores v_reset (nir < 1.0.5), so snnc reads both as
+the Sinabs CNN is in steps (r = 1: dt = 1). No file stores v_reset (written before nir 1.0.6), so snnc reads all three as
 reset by subtraction (``snnc.reset``).
 """
 from __future__ import annotations

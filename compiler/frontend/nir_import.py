@@ -46,7 +46,7 @@ NEURON_FIELDS = ("tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "v_r
 class ImportOptions:
     """dt: seconds per step (None: inferred, see module docstring); discretisation: "euler" or "exp";
     reset: None keeps each spiking node's reset as the graph says it (``snnc.reset``, else v = v_reset on
-    nir >= 1.0.5 nodes, v -= threshold on nir 1.0.4 files); "subtract" or "zero" sets every spiking node's reset
+    nir >= 1.0.6 nodes, v -= threshold on files of nir <= 1.0.5); "subtract" or "zero" sets every spiking node's reset
     (for a file whose training used another reset than its nir release says, e.g. the NIR paper's
     ``braille_noDelay_bias_zero.nir``, written by nir 1.0.x but trained with reset to zero)."""
 

@@ -1,7 +1,7 @@
 """snnTorch 1.0.0 <-> snnc, both directions, spikes compared on the same input (nox sessions ``nir`` and
 ``frameworks``; in the core suite too, snnTorch being a dev dependency).
 
-snnTorch -> snnc: ``export_to_nir`` (unpatched; nir >= 1.0.6 through nirtorch 2.6) -> snnc's float simulation.
+snnTorch -> snnc: ``export_to_nir`` (unpatched; nir >= 1.0.7 through nirtorch 2.6) -> snnc's float simulation.
 snnc -> snnTorch: ``import_from_nir`` of snnc's float graphs, raw and through ``to_framework(g, "snntorch")``.
 snnc delays every connection by one step (as Lava does), so layer k is compared k steps later
 (``spike_compare``). The networks are bias-free: snnc/Lava add a neuron's bias from step 0, the frameworks add it
@@ -28,8 +28,8 @@ from spike_compare import compare_and_measure, measure, mismatches, snnc_rasters
 HAS = importlib.util.find_spec("snntorch") is not None and importlib.util.find_spec("nirtorch") is not None
 SKIP = pytest.mark.skipif(
     not (HAS and nir_compat.HAS_V_RESET),
-    reason=f"snnTorch 1.0.0 + nirtorch absent (found: {HAS}) or nir {nir.version} < 1.0.5 (export_to_nir passes "
-           "v_reset, which nir 1.0.4 rejects); run `nox -s frameworks`")
+    reason=f"snnTorch 1.0.0 + nirtorch absent (found: {HAS}) or nir {nir.version} has no v_reset (nir <= 1.0.5; "
+           "export_to_nir passes v_reset); run `nox -s frameworks`")
 pytestmark = SKIP
 HAS_LAVA = importlib.util.find_spec("lava") is not None
 DATA = Path(__file__).parent.parent / "data" / "nir_paper"
@@ -101,13 +101,13 @@ def _float(x: torch.Tensor) -> np.ndarray:
 def test_snntorch_leaky_mlp_spikes_equal(tmp_path, reset):
     """snnTorch Leaky (reset_delay=False: NIR's immediate reset) -> export_to_nir -> file -> snnc: every spike equal.
 
-    snnTorch 1.0.0 writes v_reset = 0 whatever its reset_mechanism, so on nir >= 1.0.5 the file says "reset to
+    snnTorch 1.0.0 writes v_reset = 0 whatever its reset_mechanism, so on nir >= 1.0.6 the file says "reset to
     zero": a net trained with reset by subtraction (snnTorch's default) needs ImportOptions(reset="subtract"),
     and read as the file says it differs (measured)."""
     net = _leaky_mlp(reset_delay=False, reset=reset)
     nir.write(tmp_path / "snntorch.nir", _export(net, torch.randn(1, 8)))
     raw = read_any(tmp_path / "snntorch.nir")
-    assert raw.nodes["1"].metadata["snnc.reset"] == "zero"  # v_reset stored: nir >= 1.0.5 semantics
+    assert raw.nodes["1"].metadata["snnc.reset"] == "zero"  # v_reset stored: nir >= 1.0.6 semantics
     lg = fuse_synapses(lower(raw, ImportOptions(reset=None if reset == "zero" else "subtract")))
     assert lg.metadata["snnc.nir_dt"] == pytest.approx(1e-4)  # inferred from r = tau / dt
     x = torch.rand(16, 8)
