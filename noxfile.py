@@ -26,6 +26,10 @@ nox.options.sessions = ["nir", "sinabs", "frameworks", "lava_dl"]
 
 # pyproject: nir>=1.0.4,!=1.0.6,<1.1 (nir 1.0.6's IF/LIF/CubaLIF require v_reset: docs/interop.md)
 NIR_RELEASES = ("1.0.4", "1.0.5", "1.0.7", "1.0.8")
+# a test that kills the interpreter on a release (a crash inside libhdf5 cannot become a named error in-process)
+SEGFAULTS = {"1.0.7": ("tests/test_fuzz.py::test_mutated_nir_files",
+                       "segmentation fault in libhdf5 (h5py 3.16) reading a bit-flipped file that nir 1.0.7 wrote "
+                       "uncompressed: docs/interop.md")}
 TEST_TOOLS = ("pytest", "hypothesis")
 PYTEST = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs")
 # snnc's runtime dependencies without torch (lava_dl: lava-dl 0.6.0 pins torch < 2.4, snnc pins torch 2.13)
@@ -81,8 +85,12 @@ def nir(session: nox.Session) -> None:
     for v in releases:
         session.install("--no-deps", f"nir=={v}")
         session.log(f"nir {v}: pytest tests")
+        extra = ()
+        if v in SEGFAULTS:
+            session.log(f"nir {v}: deselected {SEGFAULTS[v][0]}: {SEGFAULTS[v][1]}")
+            extra = ("--deselect", SEGFAULTS[v][0])
         try:
-            _pytest(session, "tests")
+            _pytest(session, "tests", *extra)
         except nox.command.CommandFailed:
             failed.append(v)
     if failed:
