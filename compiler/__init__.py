@@ -30,6 +30,7 @@ _PUBLIC = {
     "validate": ("snnc.ir.graph", "validate"),
     "SnncError": ("snnc.ir.errors", "SnncError"),
     "UnsupportedLayerError": ("snnc.ir.errors", "UnsupportedLayerError"),
+    "RecurrentTimingError": ("snnc.ir.errors", "RecurrentTimingError"),
     "GraphError": ("snnc.ir.errors", "GraphError"),
     "NIRFileError": ("snnc.ir.errors", "NIRFileError"),
     "QuantizationError": ("snnc.ir.errors", "QuantizationError"),

@@ -212,15 +212,15 @@ class InFile(Spec):
 
 @dataclass(frozen=True)
 class DataSet(Spec):
-    """``digits`` (built in) or an existing .npz file."""
+    """``digits`` or ``digits-events`` (built in) or an existing .npz file."""
 
     def __call__(self, text: str) -> str:
-        if text == "digits":
+        if text in ("digits", "digits-events"):
             return text
         return replace(InFile(what="data file", error=DataError), name=self.name)(text)
 
     def describe(self) -> str:
-        return "'digits' or an existing .npz (x, y)"
+        return "'digits', 'digits-events' or an existing .npz (x, y)"
 
 
 @dataclass(frozen=True)

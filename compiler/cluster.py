@@ -270,15 +270,17 @@ def _gather(refs: list, shards: Sequence[Shard], desc: str, unit: str, progress:
     return out
 
 
-def _batched(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """``x`` as (N, *input shape), checked against the graph here rather than in every task."""
-    from snnc.ir.chain import batched_input
+def _batched(graph: Graph, x: np.ndarray, steps: int | None = None) -> tuple[np.ndarray, int]:
+    """(``x`` as (N, *input shape) or a sequence (N, T_in, *input shape), T) checked against the graph here rather
+    than in every task (``snnc.ir.sequence``: steps None is T_in for a sequence)."""
     from snnc.ir.plan import build_plan
+    from snnc.ir.sequence import input_series
 
-    x = batched_input(build_plan(graph), x)
-    if x.shape[0] == 0:
+    plan = build_plan(graph)
+    series = input_series(plan.shapes[plan.input], x, plan.input)
+    if series.x.shape[0] == 0:
         raise DataError("no samples to run (x has 0 rows)")
-    return np.ascontiguousarray(x)
+    return np.ascontiguousarray(series.x), series.run_steps(steps)
 
 
 # --- merging -------------------------------------------------------------------------------------------------
@@ -300,7 +302,8 @@ def merge_sim(parts: Sequence[SimResult], seconds: float) -> SimResult:
         kind=first.kind, spikes_per_layer={n: sum(p.spikes_per_layer[n] for p in parts)
                                            for n in first.spikes_per_layer},
         spike_counts={n: np.concatenate([p.spike_counts[n] for p in parts]) for n in first.spike_counts},
-        events=events, seconds=seconds, neurons_per_layer=dict(first.neurons_per_layer))
+        events=events, seconds=seconds, neurons_per_layer=dict(first.neurons_per_layer), sequence=first.sequence,
+        input_steps=first.input_steps)
 
 
 def merge_verify(parts: Sequence[VerifyReport], starts: Sequence[int]) -> VerifyReport:
@@ -323,7 +326,7 @@ def merge_verify(parts: Sequence[VerifyReport], starts: Sequence[int]) -> Verify
     kw = {}
     for f in fields(VerifyReport):  # counts add up (any count field a report has); the rest is the same per shard
         v = getattr(first, f.name)
-        summed = isinstance(v, int) and not isinstance(v, bool) and f.name != "steps"
+        summed = isinstance(v, int) and not isinstance(v, bool) and f.name not in ("steps", "input_steps")
         kw[f.name] = sum(getattr(p, f.name) for p in parts) if summed else v
     kw.update(layers=layers, first_divergence=replace(div[0], sample=div[0].sample + div[1]) if div else None,
               lava_samples_per_s=rate("lava_samples_per_s"), sim_samples_per_s=rate("sim_samples_per_s"),
@@ -333,18 +336,16 @@ def merge_verify(parts: Sequence[VerifyReport], starts: Sequence[int]) -> Verify
 
 # --- public API ----------------------------------------------------------------------------------------------
 
-def simulate(graph: Graph, x: np.ndarray, steps: int, cluster: str = "local", *, batch_size: int = 256,
+def simulate(graph: Graph, x: np.ndarray, steps: int | None, cluster: str = "local", *, batch_size: int = 256,
              strict: bool = False, device: str = "cpu", shard_size: int | None = None, progress: bool = True,
              on_shard: Callable[[ShardInfo], None] | None = None) -> SimResult:
     """``snnc.backends.cpu.simulator.simulate`` with the samples sharded over ``cluster``'s workers.
 
     Same result as one process (no rasters, final state or ranges); ``seconds`` is the job's wall time (start-up
     of a new cluster excluded). ``shard_size``: samples per task (default: about 4 shards per worker)."""
-    if steps < 1:
-        raise DataError(f"steps must be >= 1, got {steps}")
     if device != "cpu":
         raise ClusterError(f"--cluster runs the simulator on CPU workers; device {device!r} is not supported")
-    x = _batched(graph, x)
+    x, steps = _batched(graph, x, steps)
     ray = _ray()
     workers = connect(cluster)
     shards = plan_shards(len(x), workers, SHARDS_PER_WORKER["simulate"], shard_size)
@@ -360,7 +361,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, cluster: str = "local", *,
     return res
 
 
-def verify(graph: Graph, x: np.ndarray, steps: int, cluster: str = "local", *, timeout_s: float | None = None,
+def verify(graph: Graph, x: np.ndarray, steps: int | None, cluster: str = "local", *, timeout_s: float | None = None,
            shard_size: int | None = None, progress: bool = True,
            on_shard: Callable[[ShardInfo], None] | None = None) -> VerifyReport:
     """``snnc.backends.lava.verify`` (Lava vs simulator, spike for spike) with the samples sharded over workers.
@@ -370,11 +371,9 @@ def verify(graph: Graph, x: np.ndarray, steps: int, cluster: str = "local", *, t
     from snnc.ir import conventions as cv
     from snnc.ir.errors import GraphError
 
-    if steps < 1:
-        raise DataError(f"steps must be >= 1, got {steps}")
     if cv.graph_kind(graph) != cv.INTEGER:
         raise GraphError("verify runs integer graphs on Lava; this is a float graph")
-    x = _batched(graph, x)
+    x, steps = _batched(graph, x, steps)
     ray = _ray()
     workers = connect(cluster)
     shards = plan_shards(len(x), workers, SHARDS_PER_WORKER["verify"], shard_size)
@@ -394,7 +393,7 @@ def energy(graph: Graph, x: np.ndarray, steps: int = 8, cluster: str = "local", 
 
     r = simulate(graph, x, steps, cluster, batch_size=batch_size, shard_size=shard_size, progress=progress,
                  on_shard=on_shard)
-    return energy_report(graph, _batched(graph, x), r, model, labels)
+    return energy_report(graph, _batched(graph, x, steps)[0], r, model, labels)
 
 
 def sweep(model: torch.nn.Module, xcal: np.ndarray, x: np.ndarray, y: np.ndarray, steps: list[int],

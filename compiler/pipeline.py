@@ -36,18 +36,23 @@ class CompileOptions:
 
     convert: conversion options (torch models); import_options: NIR graphs (dt, discretisation, reset)
     weight_bits: 1..8 for every synapse, or {synapse name: bits}; input_bits: bits of the graded input spikes
-        (1..16; 8 by default; 1 with non-negative data sends binary events)
+        (1..16; 1 with non-negative data sends binary events; None, the default: 1 when every calibration value is
+        0 or 1 -- events -- else 8)
     calib_steps / calib_samples: the float range run that sizes the integer potentials (steps; samples)
     bias_onset: pre-charge initial potentials so each layer's bias starts with its first input
     tune_steps: analytic threshold tuning for this T (None: off); restructure: balance residual delays
     calibrate_steps / calibrate_samples: layer calibration for this T (None: off) on that many samples
     binarize: synapse node names of the fused graph to make alpha * sign(W); binary_per_channel: one alpha per
-        output channel (else per layer)"""
+        output channel (else per layer)
+    calib_sequence: torch models only: the calibration data is (N, T, *input) sequences; the ANN stages (convert,
+        tune, layer calibration) see their time-average over T, the range run and quantize the sequences. (NIR
+        graphs decide it against the graph's Input shape, ``snnc.ir.sequence``.) A sequence range run lasts the
+        sequences' T (``calib_steps`` is for static data)."""
 
     convert: ConvertOptions = field(default_factory=ConvertOptions)
     import_options: ImportOptions = field(default_factory=ImportOptions)
     weight_bits: int | dict = 8
-    input_bits: int = 8
+    input_bits: int | None = None
     calib_steps: int = 64
     calib_samples: int = 256
     bias_onset: bool = True
@@ -57,6 +62,7 @@ class CompileOptions:
     calibrate_samples: int = 128
     binarize: tuple[str, ...] = ()
     binary_per_channel: bool = True
+    calib_sequence: bool = False
 
     @classmethod
     def of(cls, options: "CompileOptions | ConvertOptions | None" = None, **kw: Any) -> "CompileOptions":
@@ -106,6 +112,16 @@ class Context:
     def is_nir(self) -> bool:
         return isinstance(self.source, (nir.NIRGraph, str, os.PathLike))
 
+    @property
+    def ann_calib(self) -> np.ndarray:
+        """What the ANN stages see: the calibration data, or the time-average of sequences (``calib_sequence``)."""
+        if self.options.calib_sequence and not self.is_nir:
+            if self.calib.ndim < 3:
+                raise DataError(f"calib_sequence: calibration data must be (N, T, *input), got shape "
+                                f"{self.calib.shape}")
+            return self.calib.mean(axis=1)
+        return self.calib
+
     def activations(self, x: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """ANN activations of every ReLU-like layer (keyed by fx node name) on ``x`` (default: all calib data)."""
         from snnc.passes.threshold_tuning import layer_activations
@@ -113,7 +129,7 @@ class Context:
         if x is not None:
             return layer_activations(self.source, x)
         if self._acts is None:
-            self._acts = layer_activations(self.source, self.calib)
+            self._acts = layer_activations(self.source, self.ann_calib)
         return self._acts
 
 
@@ -124,7 +140,7 @@ def _convert(ctx: Context, g: Graph | None) -> Graph:
         return import_graph(ctx.source, ctx.options.import_options)
     from snnc.frontend.convert import convert
 
-    return convert(ctx.source, ctx.calib, ctx.options.convert)
+    return convert(ctx.source, ctx.ann_calib, ctx.options.convert)
 
 
 def _tune(ctx: Context, g: Graph) -> Graph:
@@ -159,8 +175,9 @@ def _fuse(ctx: Context, g: Graph) -> Graph:
 def _calibrate(ctx: Context, g: Graph) -> Graph:
     from snnc.passes.layer_calibration import calibrate_layers
 
-    xc = np.asarray(ctx.calib[:ctx.options.calibrate_samples])
-    return calibrate_layers(g, xc, ctx.activations(xc), ctx.options.calibrate_steps)
+    n = ctx.options.calibrate_samples
+    xa = np.asarray(ctx.ann_calib[:n])  # the ANN's targets; the SNN runs the calibration data (sequences or frames)
+    return calibrate_layers(g, np.asarray(ctx.calib[:n]), ctx.activations(xa), ctx.options.calibrate_steps)
 
 
 def _binarize(ctx: Context, g: Graph) -> Graph:
@@ -172,8 +189,14 @@ def _binarize(ctx: Context, g: Graph) -> Graph:
 def _ranges(ctx: Context, g: Graph) -> Graph:
     from snnc.backends.cpu.ranges import calibration_ranges
 
+    from snnc.ir.plan import build_plan
+    from snnc.ir.sequence import input_series
+
     o = ctx.options
-    ctx.ranges = calibration_ranges(g, np.asarray(ctx.calib[:o.calib_samples], dtype=np.float64), o.calib_steps)
+    plan = build_plan(g)
+    x = np.asarray(ctx.calib[:o.calib_samples], dtype=np.float64)
+    series = input_series(plan.shapes[plan.input], x, plan.input)  # a sequence's run lasts its T
+    ctx.ranges = calibration_ranges(g, x, None if series.sequence else o.calib_steps, plan=plan)
     return g
 
 

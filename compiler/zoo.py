@@ -2,6 +2,7 @@
 
 - ``DigitsMLP``: flatten, one hidden ReLU layer, a linear head (the CLI fuzzer's fast model).
 - ``DigitsCNN``: two conv + BN + ReLU blocks, average pooling, a linear head.
+- ``EventsCNN``: the same for ``digits-events`` frames (2 x 10 x 10: ON/OFF events per step, averaged over time).
 - ``DigitsResNet``: the CIFAR ResNet layout (He et al. 2016), 6n+2 weighted layers. ResNet-110 is n = 18: a 3x3
   stem conv, three stages of n basic blocks (two 3x3 conv + BN each; channels c, 2c, 4c on 8x8, 4x4, 2x2 maps),
   global average pooling and a linear head. The first block of stages 2 and 3 downsamples (stride 2) with a 1x1
@@ -44,6 +45,26 @@ class DigitsCNN(nn.Module):
         x = self.relu2(self.bn2(self.conv2(x)))
         return self.fc(self.flatten(self.pool(x)))
 
+
+class EventsCNN(nn.Module):
+    """2 x 10 x 10 event-rate frames: conv 3x3 (pad 1) + BN + ReLU, avg-pool 2, conv 3x3 + BN + ReLU, linear."""
+
+    def __init__(self, c1: int = 16, c2: int = 32, classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, c1, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.relu1 = nn.ReLU()
+        self.pool = nn.AvgPool2d(2)
+        self.conv2 = nn.Conv2d(c1, c2, 3, bias=False)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.relu2 = nn.ReLU()
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c2 * 3 * 3, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.relu1(self.bn1(self.conv1(x))))
+        x = self.relu2(self.bn2(self.conv2(x)))
+        return self.fc(self.flatten(x))
 
 
 class BasicBlock(nn.Module):

@@ -9,12 +9,14 @@ from .errors import (
                      NIRFileError,
                      OverflowEventError,
                      QuantizationError,
+                     RecurrentTimingError,
                      SnncError,
                      UnsupportedLayerError,
                      UsageError,
 )
 from .graph import (
                      Graph,
+                     back_edges,
                      copy_graph,
                      infer_shapes,
                      input_name,
@@ -33,4 +35,5 @@ from .nirfile import graphs_equal
 __all__ = ["conventions", "Graph", "read", "write", "validate", "infer_shapes", "topo_order", "to_networkx",
            "predecessors", "successors", "input_name", "output_name", "copy_graph", "graphs_equal", "make_graph",
            "SnncError", "UnsupportedLayerError", "GraphError", "NIRFileError", "QuantizationError",
-           "BackendError", "DataError", "OverflowEventError", "ClusterError", "UsageError", "InternalError"]
+           "BackendError", "DataError", "OverflowEventError", "ClusterError", "UsageError", "InternalError",
+           "RecurrentTimingError", "back_edges"]

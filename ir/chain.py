@@ -35,17 +35,16 @@ def check_samples(x: np.ndarray, what: str = "input data") -> np.ndarray:
 
 
 def batched_input(plan: Plan, x: np.ndarray) -> np.ndarray:
-    """``x`` as (N, *input shape): one sample gains a batch axis; a shape that does not fit, no samples, or NaN/inf
-    values are a DataError."""
-    x = np.asarray(x)
-    in_shape = plan.shapes[plan.input]
-    if x.ndim == len(in_shape) and x.ndim > 0:
-        x = x[None]
-    check_samples(x)
-    if tuple(x.shape[1:]) != tuple(in_shape):
-        raise DataError(f"input data has per-sample shape {tuple(x.shape[1:])}, the graph's Input node "
-                        f"{plan.input!r} expects {tuple(in_shape)}")
-    return x
+    """Static ``x`` as (N, *input shape): one sample gains a batch axis; a shape that does not fit, no samples, NaN/inf
+    values, or a sequence (N, T, *input shape: see ``snnc.ir.sequence``) are a DataError (for the runs that take one
+    frame per sample)."""
+    from snnc.ir.sequence import input_series
+
+    series = input_series(plan.shapes[plan.input], x, plan.input)
+    if series.sequence:
+        raise DataError(f"input data of shape {tuple(np.shape(x))} is a sequence; this run takes one static frame "
+                        f"per sample, shape (N, {', '.join(map(str, plan.shapes[plan.input]))})")
+    return series.x
 
 
 class Synapse:

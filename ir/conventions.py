@@ -82,6 +82,14 @@ V_MIN = _key("snnc.v_min", "spiking neuron", "reals", "as v_init, <= 0", "potent
 DU = _key("snnc.du", "neuron", "int", "12-bit decay", "integer graphs: Lava current decay (4095: no current memory)",
           0, 4095)
 DV = _key("snnc.dv", "neuron", "int", "12-bit decay", "integer graphs: Lava voltage decay (0: no leak)", 0, 4095)
+RESET_TIMING = _key("snnc.reset_timing", "spiking neuron", "str", '"immediate", "delayed" or "guarded"', "when "
+                    "a spike resets v: immediate (NIR's equations, Lava's LIF; absent means this); delayed: at the "
+                    "next update, undecayed (snnTorch's reset_delay=True, and its RSynaptic 1.0.0 whatever the flag "
+                    "says); guarded: immediate, but while the stored v is still above the threshold the next spike "
+                    "is tested on v - threshold (snnTorch's reset_delay=False)")
+DRIVE = _key("snnc.drive", "neuron", "bool", "", "a constant-drive neuron (passes/constant_drive.py): fires every "
+             "step from its onset and stands for the bias of the leaky layer it feeds (a bias that NIR filters "
+             "through the synaptic current); depth 0, no signal")
 READOUT = _key("snnc.readout", "neuron", "bool", "", "the non-spiking integrator whose potential is the output")
 SCALE = _key("snnc.scale", "neuron", "real", "a_in units per float unit", "integer graphs: the layer's scale "
              "lambda (logits = readout potential / (64 lambda T))", 1e-300, 1e300)
@@ -177,6 +185,14 @@ def reset_mode(node: Any) -> str:
     if r is not None:
         return r
     return "zero" if getattr(node, "v_reset", None) is not None else "subtract"
+
+
+RESET_TIMINGS = ("immediate", "delayed", "guarded")
+
+
+def reset_timing(node: Any) -> str:
+    """``snnc.reset_timing`` of a neuron node ("immediate" when absent)."""
+    return meta(node, RESET_TIMING, "immediate")
 
 
 def v_init(node: Any, shape: tuple) -> np.ndarray:

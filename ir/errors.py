@@ -29,6 +29,11 @@ class UnsupportedLayerError(SnncError):
     exit_code = 3
 
 
+class RecurrentTimingError(UnsupportedLayerError):
+    """A recurrent loop whose source timing snnc cannot keep: every snnc (and Lava) connection delays by one step,
+    so a loop through k neuron layers takes k steps where the framework that wrote it takes one (names the loop)."""
+
+
 class GraphError(SnncError):
     """Shape, edge or type problems in a graph; the message names the node and the field."""
 

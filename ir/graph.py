@@ -30,15 +30,53 @@ def to_networkx(graph: Graph) -> nx.DiGraph:
     return g
 
 
-def topo_order(graph: Graph) -> list[str]:
-    """Node names in topological order; a cycle raises ``GraphError`` naming its nodes."""
+def back_edges(graph: Graph) -> list[tuple[str, str]]:
+    """The edges that close a cycle (recurrent edges), found by a depth-first search from the Input (then from any
+    node it does not reach), following edges in the graph's order: removing them leaves a DAG whose order is the
+    feed-forward order. Empty for a feed-forward graph. A cycle through linear nodes only (an algebraic loop: no
+    neuron to delay it) raises ``GraphError`` naming it."""
     g = to_networkx(graph)
+    if nx.is_directed_acyclic_graph(g):
+        return []
+    linear = g.subgraph([n for n in g if not cv.is_neuron(graph.nodes[n])])
     try:
-        return list(nx.topological_sort(g))
-    except nx.NetworkXUnfeasible:
-        cycle = nx.find_cycle(g)
-        names = " -> ".join(a for a, _ in cycle)
-        raise GraphError(f"graph has a recurrent cycle ({names}); snnc deploys feed-forward graphs only") from None
+        cyc = nx.find_cycle(linear)
+        names = " -> ".join(a for a, _ in cyc) + f" -> {cyc[0][0]}"
+        raise GraphError(f"cycle {names} passes through no neuron layer (an algebraic loop); a recurrent loop "
+                         "must go through a neuron, whose spikes the connection delays by one step")
+    except nx.NetworkXNoCycle:
+        pass
+    adj: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for s, d in graph.edges:
+        adj[s].append(d)
+    inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    state: dict[str, int] = {}  # 1: on the DFS stack, 2: done
+    back: list[tuple[str, str]] = []
+    for root in inputs + list(graph.nodes):
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(adj[root]))]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                back.append((node, nxt))
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(adj[nxt])))
+    return back
+
+
+def topo_order(graph: Graph) -> list[str]:
+    """Node names in feed-forward order: a topological order of the graph without its recurrent edges
+    (``back_edges``); for a feed-forward graph, networkx's topological order."""
+    g = to_networkx(graph)
+    g.remove_edges_from(back_edges(graph))
+    return list(nx.topological_sort(g))
 
 
 def predecessors(graph: Graph, name: str) -> list[str]:
@@ -212,13 +250,17 @@ def node_output_shape(name: str, node: Any, in_shape: tuple | None) -> tuple:
 
 
 def infer_shapes(graph: Graph) -> dict[str, tuple]:
-    """Output shape (no batch dim) of every node; fan-in edges must agree in shape."""
+    """Output shape (no batch dim) of every node; fan-in edges must agree in shape (recurrent edges included:
+    they are checked once their source's shape is known)."""
     shapes: dict[str, tuple] = {}
+    back = set(back_edges(graph))
     for name in topo_order(graph):
         node = graph.nodes[name]
         preds = predecessors(graph, name)
         in_shape = None
         for p in preds:
+            if (p, name) in back:
+                continue
             s = shapes[p]
             if in_shape is not None and math.prod(s) != math.prod(in_shape):
                 raise GraphError(f"node {name!r}: fan-in shapes disagree ({in_shape} from one edge, {s} from {p!r})")
@@ -226,6 +268,11 @@ def infer_shapes(graph: Graph) -> dict[str, tuple]:
         if isinstance(node, nir.Input) and preds:
             raise GraphError(f"Input node {name!r} has incoming edges from {preds}")
         shapes[name] = node_output_shape(name, node, in_shape)
+    for p, name in back:
+        ins = [shapes[q] for q in predecessors(graph, name) if (q, name) not in back]
+        if ins and math.prod(shapes[p]) != math.prod(ins[0]):
+            raise GraphError(f"node {name!r}: recurrent edge from {p!r} carries shape {shapes[p]}, the node's input "
+                             f"has shape {ins[0]}")
     return shapes
 
 
@@ -322,7 +369,7 @@ def _check_integer_fields(graph: Graph) -> None:
 
 
 def validate(graph: Graph) -> dict[str, tuple]:
-    """Check edges, acyclicity, one Input/Output, shapes, finite arrays, ``snnc.`` metadata; returns the shapes."""
+    """Check edges, cycles (only through neuron layers), one Input/Output, shapes, finite arrays, ``snnc.`` metadata; returns the shapes."""
     if not isinstance(graph, nir.NIRGraph):
         raise GraphError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     input_name(graph)

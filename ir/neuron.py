@@ -5,6 +5,11 @@ Integer (Lava 0.10.0 fixed point, per neuron layer and step; from lava/proc/lif/
   u = decay(u, du + 1) + a * 64, wrapped once into (-2**23, 2**23]            (u: 24-bit signed, wraps)
   v = clip(decay(v, dv) + u + bias6, -(2**23 - 1), 2**23 - 1)                (v: 24-bit signed, saturates)
   then ``fire``: v = max(v, vmin6); s = v > vth6; v -= vth6 * s ("subtract") or v = 0 where s ("zero")
+  Reset timing (``snnc.reset_timing``): "immediate" is the above; "delayed" (``fire_delayed``, snnTorch's
+  reset_delay=True) resets with the previous step's spikes s' instead: v = max(v - vth6 * s', -(2**23 - 1))
+  ("subtract") or v = 0 where s' ("zero"), then v = max(v, vmin6); s = v > vth6, and v keeps its value;
+  "guarded" (``fire``'s ``guard``, snnTorch's reset_delay=False) is immediate, but where the potential stored
+  before this update was still above the threshold, s = v - vth6 > vth6
   decay(x, d) = sign(x * (4096 - d)) * (|x * (4096 - d)| >> 12)
   (bias6 = bias << 6, vth6 = vth << 6, vmin6 = round(v_min * 64)). The integer kernel runs on int64 tensors, or
   on float32/float64 tensors whose values are exact integers (the exact engine proves when that holds).
@@ -131,8 +136,9 @@ def step_leaky(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None, alpha: 
 
 # ---------------------------------------------------------------------------------------------- both
 def fire(v: torch.Tensor, vth: torch.Tensor | float, vmin: torch.Tensor | float | None, reset: str,
-         spike: SpikeFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+         spike: SpikeFn | None = None, guard: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Floor, threshold, reset: v = max(v, vmin); s = v > vth; v - vth * s ("subtract") or v * (1 - s) ("zero").
+    ``guard`` (bool, reset timing "guarded"): where True the test is v - vth > vth (the reset is still vth).
 
     Same in both arithmetics (integer: v units, vth6/vmin6; float: threshold units; an infinite threshold never
     fires). ``spike(v, vth)`` replaces the comparison by a surrogate-gradient spike (float 0/1, finite vth) for
@@ -143,8 +149,26 @@ def fire(v: torch.Tensor, vth: torch.Tensor | float, vmin: torch.Tensor | float 
     if spike is not None:
         s = spike(v, vth)
         return (v - s * vth if reset == "subtract" else v * (1 - s)), s
-    s = v > vth
+    s = v > vth if guard is None else torch.where(guard, v - vth, v) > vth
     return torch.where(s, v - vth if reset == "subtract" else torch.zeros_like(v), v), s
+
+
+def fire_delayed(v: torch.Tensor, vth: torch.Tensor | float, vmin: torch.Tensor | float | None, reset: str,
+                 s_prev: torch.Tensor | None, lo: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reset timing "delayed" (snnTorch's reset_delay=True): the previous step's spikes ``s_prev`` (bool, or None
+    before the first step) reset v now, undecayed: v - vth * s' ("subtract", then clipped at ``lo`` when given:
+    the integer potential's 24 bits) or 0 where s' ("zero"); then the floor and the threshold test; v is not
+    reset for this step's spikes. Returns (v, s), s bool."""
+    if s_prev is not None:
+        if reset == "subtract":
+            v = torch.where(s_prev, v - vth, v)
+            if lo is not None:
+                v = v.clamp(min=lo)
+        else:
+            v = torch.where(s_prev, torch.zeros_like(v), v)
+    if vmin is not None:
+        v = torch.maximum(v, vmin) if isinstance(vmin, torch.Tensor) else v.clamp(min=vmin)
+    return v, v > vth
 
 
 def fire_(v: torch.Tensor, vth: torch.Tensor | float, reset_zero: bool, out: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,13 @@
 
 A *connection* is the chain of linear nodes (Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Scale, Flatten)
 from a source (the Input or a neuron layer) to a target neuron layer. Like Lava's Dense/Conv processes, each
-connection delivers at step t what its source emitted at step t-1 (one step of delay per connection)."""
+connection delivers at step t what its source emitted at step t-1 (one step of delay per connection).
+
+Recurrent graphs: a connection whose target does not come after its source in the feed-forward order (the graph
+without its ``back_edges``) is *recurrent*; a loop through k neuron layers (k connections) therefore takes k steps
+(``Plan.loops``). Since every connection is buffered, the order in which the layers of one step are updated does
+not matter, so cycles need no other scheduling. Depths count forward connections only; a constant-drive neuron
+(``snnc.drive``, passes/constant_drive.py) is a clock, not a signal: it has depth 0 like the Input."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,6 +34,7 @@ class Connection:
     src: str
     ops: list[str]
     dst: str
+    recurrent: bool = False  # the target is not after the source in the feed-forward order (closes a loop)
 
 
 @dataclass
@@ -40,6 +47,11 @@ class Plan:
     depth: int  # connections on the longest path Input -> readout (= steps before the output sees input)
     incoming: dict[str, list[int]] = field(default_factory=dict)  # neuron -> indices into connections
     depths: dict[str, int] = field(default_factory=dict)  # neuron -> step at which its first input arrives
+    loops: list[list[str]] = field(default_factory=list)  # each simple loop: neuron layers in order; k layers = k steps
+
+    @property
+    def recurrent(self) -> bool:
+        return bool(self.loops)
 
 
 def build_plan(graph: Graph) -> Plan:
@@ -77,11 +89,34 @@ def build_plan(graph: Graph) -> Plan:
 
     for src in [inp] + neurons:
         walk(src, src, [])
+    pos = {n: k for k, n in enumerate(neurons)}
+    for c in conns:
+        c.recurrent = c.src != inp and pos[c.src] >= pos[c.dst]
     incoming = {n: [i for i, c in enumerate(conns) if c.dst == n] for n in neurons}
     for n in neurons:
         if not incoming[n]:
             raise GraphError(f"neuron layer {n!r} has no input connection")
+        if all(conns[i].recurrent for i in incoming[n]):
+            raise GraphError(f"neuron layer {n!r} has only recurrent input connections (from "
+                             f"{sorted({conns[i].src for i in incoming[n]})}); nothing brings the input to it")
     depth: dict[str, int] = {inp: 0}
     for n in neurons:
-        depth[n] = max(depth.get(conns[i].src, 0) + 1 for i in incoming[n])
-    return Plan(inp, neurons, conns, shapes, readout, depth[readout], incoming, depth)
+        depth[n] = 0 if cv.meta(graph.nodes[n], cv.DRIVE, False) else \
+            max(depth[conns[i].src] + 1 for i in incoming[n] if not conns[i].recurrent)
+    return Plan(inp, neurons, conns, shapes, readout, depth[readout], incoming, depth, neuron_loops(conns, neurons))
+
+
+def neuron_loops(conns: list[Connection], neurons: list[str]) -> list[list[str]]:
+    """The simple cycles of the neuron-level graph (one node per neuron layer, one edge per connection), each as
+    its layers in order starting from the earliest; a self-connection is a loop of one layer."""
+    import networkx as nx
+
+    g = nx.DiGraph([(c.src, c.dst) for c in conns])
+    if nx.is_directed_acyclic_graph(g):
+        return []
+    order = {n: k for k, n in enumerate(neurons)}
+    loops = []
+    for cyc in nx.simple_cycles(g):
+        k = min(range(len(cyc)), key=lambda i: order[cyc[i]])
+        loops.append(cyc[k:] + cyc[:k])
+    return sorted(loops, key=lambda c: (len(c), [order[n] for n in c]))

@@ -83,8 +83,10 @@ class LayerPlan:
 
 
 def supported(layers: dict) -> bool:
-    """The engine runs integer IF/I layers (``Layer`` objects without leaky float dynamics)."""
-    return all(L.integer and not getattr(L, "leaky", False) and hasattr(L, "du") for L in layers.values())
+    """The engine runs integer layers (any node type: in an integer graph du/dv say the dynamics) whose reset
+    is immediate (``snnc.reset_timing`` "delayed"/"guarded" layers run on the reference engine)."""
+    return all(L.integer and hasattr(L, "du") and getattr(L, "timing", "immediate") == "immediate"
+               for L in layers.values())
 
 
 def _chain(x: torch.Tensor, ops: list) -> torch.Tensor:
@@ -209,8 +211,10 @@ class BatchResult:
 
 
 def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.Tensor, latency: int,
-              counter: EventCounter, rast: dict | None, sl: slice) -> BatchResult:
-    """Simulate one batch ``xb`` (B, *input) of integer inputs for ``latency`` steps (module docstring)."""
+              counter: EventCounter, rast: dict | None, sl: slice, shown: int = -1) -> BatchResult:
+    """Simulate one batch of integer inputs for ``latency`` steps (module docstring): ``xb`` (B, *input), one frame
+    presented every step (``shown`` -1), or a sequence (B, T_in, *input) whose first ``shown`` slices are presented
+    at steps 0 .. shown - 1 (``_input_feed``)."""
     B = xb.shape[0]
     dev = xb.device
     ro = plan.readout
@@ -223,7 +227,7 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
     buf: list[torch.Tensor | None] = [None] * len(conns)
     x_const = {}
     for c in conns:  # the input connection's output is the same every step: compute it once
-        if c.src == plan.input:
+        if c.src == plan.input and shown < 0:
             x_const[c.index] = _deliver(c, xb.to(c.dtype), counter, latency)  # the reference counts every step
     # layers fed only by the (constant) input: precompute 64 a + bias6 (|.| <= 64 A + max|bias6| < 2**24: exact)
     drive = {}
@@ -298,6 +302,8 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
         for c in conns:
             if c.index in x_const:
                 buf[c.index] = x_const[c.index]
+            elif c.src == plan.input:
+                buf[c.index] = _input_feed(c, xb, t, shown, counter)
             elif c.src not in spk or silent[c.src]:
                 buf[c.index] = None  # a readout emits no spikes; a silent layer delivers exactly 0
             else:
@@ -309,6 +315,17 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
     diff = (vr.to(torch.float64) - v_before.to(torch.float64)).cpu().numpy()
     return BatchResult(diff, vr.to(torch.int64).cpu().numpy(),
                        {n: c.to(torch.int32).cpu().numpy() for n, c in cnt.items()})
+
+
+def _input_feed(c: ConnPlan, xseq: torch.Tensor, t: int, shown: int, counter: EventCounter) -> torch.Tensor | None:
+    """A sequence's input connection at step t: slice t delivered (exact, as ``_deliver``) while t < ``shown``;
+    None (nothing delivered, like a silent layer) for a slice without events and after the sequence."""
+    if t >= shown:
+        return None
+    xt = xseq[:, t]
+    if xt.device.type == "cpu" and not bool(xt.any()):
+        return None
+    return _deliver(c, xt.to(c.dtype), counter, 1)
 
 
 def _deliver(c: ConnPlan, x: torch.Tensor, counter: EventCounter, times: int) -> torch.Tensor:

@@ -97,7 +97,7 @@ def _deliver(syn: Synapse, pointwise: tuple | None, s: np.ndarray, out: np.ndarr
         torch.sub(y, bias_t, out=of[j:e].view((-1,) + tuple(of.shape[2:])))
 
 
-def calibration_ranges(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256,
+def calibration_ranges(graph: Graph, x: np.ndarray, steps: int | None, batch_size: int = 256,
                        plan: Plan | None = None) -> dict[str, dict[str, float]]:
     """Observed ranges of a float graph on inputs ``x`` (N, *input_shape) over ``steps`` + depth steps, per neuron
     layer: "a" = max |a + bias| over steps with input, "v" = max v before the reset (max |v| for the readout),
@@ -109,10 +109,16 @@ def calibration_ranges(graph: Graph, x: np.ndarray, steps: int, batch_size: int 
     its frames were checked to come out the same). It runs layer by layer over blocks of steps instead of step by
     step: the sums of inputs, the range maxima and the silence checks leave the step loop, and the IF update runs
     on numpy arrays (less overhead per call than torch on small arrays). Graphs with other layers (LIF, CubaLIF,
-    LI), recurrent connections, and integer graphs go to ``simulate``. ``plan``: build_plan(graph), if built."""
-    if steps < 1:
-        raise ValueError("steps must be >= 1")
+    LI), recurrent connections, sequences (x of shape (N, T, *input_shape); ``steps`` None: T) and integer graphs
+    go to ``simulate``. ``plan``: build_plan(graph), if built."""
+    from snnc.ir.sequence import input_series
+
     plan = build_plan(graph) if plan is None else plan
+    series = input_series(plan.shapes[plan.input], x, plan.input)
+    if series.sequence:
+        return simulate(graph, x, steps, batch_size=batch_size, track_ranges=True).ranges
+    if steps is None or steps < 1:
+        raise ValueError("steps must be >= 1")
     pos = {n: k for k, n in enumerate(plan.neurons)}
     if cv.graph_kind(graph) == cv.INTEGER \
             or not all(isinstance(graph.nodes[n], (nir.IF, nir.I)) for n in plan.neurons) \

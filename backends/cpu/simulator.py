@@ -2,9 +2,13 @@
 
 ``simulate`` runs a graph's plan (``snnc.ir.plan``) step by step: each connection (``snnc.ir.chain``) delivers at
 step t what its source emitted at t - 1, each neuron layer updates with the kernel of its arithmetic
-(``snnc.ir.neuron``: integer fixed point in int64, or float64). Integer IF/I graphs run on the exact engine
+(``snnc.ir.neuron``: integer fixed point in int64, or float64). Integer graphs run on the exact engine
 (``exact_engine.py``, the same kernel scheduled fused and in place, bit-identical); the int64 step loop here is the
 reference. Each wrap of u or of a conv output and each saturation of v is counted per layer (``events``).
+The neuron kernels and their reset timings (``snnc.reset_timing``) are ``snnc.ir.neuron``'s. Input: one static frame
+per sample, presented every step, or a sequence with one slice per step (``snnc.ir.sequence``: the rule, the steps
+and the readout window). Recurrent connections need nothing special: every connection delivers what its source
+emitted at the previous step (``snnc.ir.plan``).
 """
 from __future__ import annotations
 
@@ -18,11 +22,12 @@ import numpy as np
 import torch
 from snnc.backends.cpu.device import torch_device
 from snnc.ir import conventions as cv
-from snnc.ir.chain import Synapse, batched_input, quantize_input
+from snnc.ir.chain import Synapse, quantize_input
 from snnc.ir.errors import GraphError, OverflowEventError, QuantizationError
 from snnc.ir.graph import Graph
-from snnc.ir.neuron import EventCounter, fire, step_float, step_integer, step_leaky
+from snnc.ir.neuron import EventCounter, fire, fire_delayed, step_float, step_integer, step_leaky
 from snnc.ir.plan import build_plan
+from snnc.ir.sequence import input_series
 
 
 @dataclass
@@ -31,6 +36,7 @@ class SimResult:
 
     logits: float (N, n_out), readout potential gathered over the last ``steps`` steps, in ANN logit units
     potentials: readout potential at the end (int for integer graphs: Lava's 24-bit v), (N, n_out)
+    sequence / input_steps: whether the input was a sequence, and its length T_in (None for a static frame)
     spikes_per_layer: neuron layer -> total spikes over samples and steps
     spike_counts: neuron layer -> per-neuron spike count per sample (N, *shape), int32
     rasters: neuron layer -> bool (latency_steps, N, *shape), only when requested
@@ -54,6 +60,8 @@ class SimResult:
     ranges: dict[str, dict[str, float]] | None = None  # layer -> max |a| per step; max v before reset (max |v| for
     # the readout). Spiking layers may saturate on the negative side (counted in events): only the positive side
     # decides spikes early, and a bound on the negative side would cost the weights their precision.
+    sequence: bool = False
+    input_steps: int | None = None
 
     def accuracy(self, labels: np.ndarray) -> float:
         return float((self.logits.argmax(1) == np.asarray(labels)).mean())
@@ -73,6 +81,10 @@ class Layer:
         self.name, self.shape, self.integer = name, shape, integer
         self.readout = isinstance(node, nir.I) or bool(cv.meta(node, cv.READOUT, False))
         self.reset = cv.reset_mode(node)
+        self.timing = cv.reset_timing(node)
+        if self.timing not in cv.RESET_TIMINGS:
+            raise GraphError(f"node {name!r}: field 'snnc.reset_timing' must be one of {cv.RESET_TIMINGS}, got "
+                             f"{self.timing!r}")
         if self.reset not in ("subtract", "zero"):
             raise GraphError(f"node {name!r}: field 'snnc.reset' must be 'subtract' or 'zero', got {self.reset!r}")
         if isinstance(node, nir.I):
@@ -135,11 +147,16 @@ class Layer:
 
 
     def step(self, u: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None, counter: EventCounter,
-             rng_a: dict, rng_v: dict | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+             rng_a: dict, rng_v: dict | None, s_prev: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One time-step of this layer (``snnc.ir.neuron``): (u, v, input a or None) -> (u, v, spikes or None for
         the readout). Integer: Lava fixed point, wraps and saturations counted; float: the same dynamics in
-        float64. ``rng_v`` (when given) records ranges: max |a (+ bias)| and max v before the floor."""
+        float64. ``rng_v`` (when given) records ranges: max |a (+ bias)| and max v before the floor. ``s_prev``:
+        this layer's spikes of the previous step (used by the "delayed" reset timing, ``snnc.reset_timing``)."""
         n = self.name
+        guard = None
+        if self.timing == "guarded" and not self.readout:
+            guard = v > (self.vth6 if self.integer else self.vth)
         if self.integer:
             u, v = step_integer(u, v, a, self.du, self.dv, self.bias6, counter, n)
             if rng_v is not None:
@@ -148,7 +165,10 @@ class Layer:
                 rng_v[n] = max(rng_v[n], float(v.max() if self.vth6 is not None else v.abs().max()) / 64.0)
             if self.vth6 is None:
                 return u, v, None
-            v, s = fire(v, self.vth6, self.vmin6, self.reset)
+            if self.timing == "delayed":
+                v, s = fire_delayed(v, self.vth6, self.vmin6, self.reset, s_prev, lo=-cv.V_MAX)
+                return u, v, s
+            v, s = fire(v, self.vth6, self.vmin6, self.reset, guard=guard)
             return u, v, s
         if self.leaky:
             u, v = step_leaky(u, v, a, self.alpha, self.gain_u, self.beta, self.gain_v, self.bias)
@@ -160,7 +180,9 @@ class Layer:
             rng_v[n] = max(rng_v[n], float(v.max() if self.vth is not None else v.abs().max()))
         if self.vth is None:
             return u, v, None
-        v, s = fire(v, self.vth, self.vmin, self.reset)
+        if self.timing == "delayed":
+            return (u,) + fire_delayed(v, self.vth, self.vmin, self.reset, s_prev)
+        v, s = fire(v, self.vth, self.vmin, self.reset, guard=guard)
         return u, v, s
 
 
@@ -169,10 +191,12 @@ def batches(n: int, batch_size: int) -> Iterable[slice]:
         yield slice(i, min(n, i + batch_size))
 
 
-def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, rasters: bool = False,
+def simulate(graph: Graph, x: np.ndarray, steps: int | None = None, batch_size: int = 256, rasters: bool = False,
              device: str = "cpu", strict: bool = False, record_final: bool = False,
              progress: bool = False, track_ranges: bool = False, engine: str = "auto") -> SimResult:
-    """Run ``graph`` on inputs ``x`` (N, *input_shape), presented every step, for ``steps`` + depth steps.
+    """Run ``graph`` on inputs ``x`` for ``steps`` + depth steps: x (N, *input_shape) is one frame per sample,
+    presented every step; x (N, T_in, *input_shape) a sequence, slice t at step t (``snnc.ir.sequence``: the rule,
+    and ``steps`` None = T_in).
 
     Integer graphs (``snnc.kind == "integer"``) run Lava's fixed-point arithmetic exactly; float graphs run the
     same dynamics in float64. The output is read as the readout layer's potential gathered over the last
@@ -182,15 +206,16 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
     int64 step loop below; "fast" forces the engine (error if the graph has layers it does not run)."""
     if engine not in ("auto", "fast", "reference"):
         raise ValueError(f"engine must be 'auto', 'fast' or 'reference', got {engine!r}")
-    if steps < 1:
-        raise ValueError("steps must be >= 1")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     plan = build_plan(graph)
     integer = cv.graph_kind(graph) == cv.INTEGER
     dev = torch_device(device)
-    x = batched_input(plan, x)
+    series = input_series(plan.shapes[plan.input], x, plan.input)
+    steps = series.run_steps(steps)
+    x = series.x
     xin = quantize_input(graph, x) if integer else x.astype(np.float64)
+    shown = series.presented(steps)  # sequence: slices presented; -1: the static frame on every step
     syn = [Synapse(graph, plan, c, integer, dev) for c in plan.connections]
     layers = {}
     for n in plan.neurons:
@@ -229,7 +254,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
             for sl in batches(N, batch_size):
                 xb = torch.as_tensor(xin[sl], dtype=torch.float32 if in_max < 2 ** 24 else torch.float64,
                                      device=dev)
-                br = ee.run_batch(plan, lplan, conns, xb, latency, counter, rast, sl)
+                br = ee.run_batch(plan, lplan, conns, xb, latency, counter, rast, sl, shown)
                 logits[sl] = br.logits_diff / (64.0 * scale) / steps
                 potentials[sl] = br.potentials
                 for n, c in br.counts.items():
@@ -253,7 +278,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
                 for i in plan.incoming[n]:
                     if buf[i] is not None:
                         a = buf[i] if a is None else a + buf[i]
-                u[n], vv, s = L.step(u[n], v[n], a, counter, rng_a, rng_v if track_ranges else None)
+                u[n], vv, s = L.step(u[n], v[n], a, counter, rng_a, rng_v if track_ranges else None, spikes[n])
                 v[n] = vv
                 spikes[n] = s
                 if s is not None:
@@ -262,13 +287,15 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
                         rast[n][t, sl] = s.cpu().numpy()
             if t == plan.depth - 1:
                 v_before = v[plan.readout].clone()
+            xt = xb if shown < 0 else (xb[:, t] if t < shown else None)  # the input of this step
             for i, c in enumerate(plan.connections):
-                src = xb if c.src == plan.input else spikes[c.src]
+                src = xt if c.src == plan.input else spikes[c.src]
                 if src is None:
                     buf[i] = None
                     continue
                 if src is not xb and dev.type == "cpu" and not bool(src.any()):
-                    # a silent layer delivers exactly 0 (integer and float chains alike): skip its GEMM/conv
+                    # a silent layer (or an input slice without events) delivers exactly 0 (integer and float
+                    # chains alike): skip its GEMM/conv
                     buf[i] = torch.zeros((B,) + tuple(syn[i].out_shape), dtype=dtype, device=dev)
                     continue
                 srcf = src.to(torch.float64)
@@ -308,7 +335,8 @@ def simulate(graph: Graph, x: np.ndarray, steps: int, batch_size: int = 256, ras
         spike_counts=counts, events=events, seconds=seconds, rasters=rast, final_state=final,
         neurons_per_layer={n: math.prod(plan.shapes[n]) for n in plan.neurons},
         engine="fast" if use_fast else "reference",
-        ranges={n: {"a": rng_a[n], "v": rng_v[n]} for n in plan.neurons} if track_ranges else None)
+        ranges={n: {"a": rng_a[n], "v": rng_v[n]} for n in plan.neurons} if track_ranges else None,
+        sequence=series.sequence, input_steps=series.steps_in)
     if strict and res.total_events():
         bad = {k: d for k, d in events.items() if sum(d.values())}
         raise OverflowEventError(f"overflow events during simulation (--strict): {bad}")

@@ -1,7 +1,9 @@
 """Emit Lava processes from an integer snnc graph and connect their ports.
 
 Mapping (see ``snnc.ir.conventions`` for the units):
-  Input                    -> lava.proc.io.source.RingBuffer, graded int32 values, Lava layout, 1-step buffer
+  Input                    -> lava.proc.io.source.RingBuffer, int32 values, Lava layout: one slot (a static frame,
+                              set per sample) or a whole run's sequence (``source_data``); graded messages, or
+                              binary spikes (num_message_bits 0) when the graph's input is 1-bit unsigned events
   Affine / Linear          -> lava Dense (weights = mantissas, weight_exp, num_weight_bits, num_message_bits)
   Flatten -> Affine/Linear -> Dense on the flattened source port, columns permuted from NIR (C,H,W) order
                               to Lava's (W,H,C) order
@@ -10,8 +12,11 @@ Mapping (see ``snnc.ir.conventions`` for the units):
   no synapse (identity)    -> Dense with an identity matrix
   IF, snnc.reset "zero"    -> stock lava LIF (one vth per population)
   IF, snnc.reset "subtract"-> SubtractLIF (per-neuron vth)
+  snnc.reset_timing delayed/guarded -> SubtractLIF with that timing (and reset_zero for reset "zero")
+  LIF/CubaLIF/LI           -> the same processes: their decays are snnc.du/dv
   I (readout)              -> SubtractLIF(spiking=0)
-Fan-in: every connection into a neuron layer connects to its a_in port; Lava sums them.
+Fan-in: every connection into a neuron layer connects to its a_in port; Lava sums them. A recurrent connection is
+one more Dense/Conv into the same a_in port: Lava's one-step synapse buffer is its delay.
 Recording: a lava.proc.io.extractor.Extractor per neuron layer receives its s_out every step (one message per
 step; Var.get() moves arrays element by element and is far too slow for rasters).
 """
@@ -239,8 +244,17 @@ def _conv_spec(graph: Graph, name: str, in_shape: tuple) -> tuple[np.ndarray, di
     return w, dict(stride=pp["stride"], padding=pp["padding"], dilation=(1, 1), groups=c)
 
 
-def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwork:
+def input_is_binary(graph: Graph) -> bool:
+    """The integer graph's input is 1-bit unsigned (binary events, sent as spikes)."""
+    return int(cv.meta(graph, cv.INPUT_BITS, 8)) == 1 and not bool(cv.meta(graph, cv.INPUT_SIGNED, True))
+
+
+def emit(graph: Graph, sample_steps: int = 0, record: bool = False,
+         source_data: np.ndarray | None = None) -> LavaNetwork:
     """Build (uncompiled) Lava processes for the integer ``graph`` and connect their ports.
+
+    source_data: the RingBuffer's initial data, int32 (*Lava input shape, slots): one slot per step (a sequence run,
+    ``runner``); None: one zero slot, set per sample.
 
     sample_steps > 0: SubtractLIF layers restart every sample_steps steps (see ``processes``); stock LIF layers
     and the buffers feeding them must be reset with set() by the runner. record: an Extractor on every neuron
@@ -261,7 +275,12 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
     in_shape = plan.shapes[plan.input]
     in_lshape = lava_shape(in_shape, plan.input)
     in_bits = _int_meta(graph, cv.INPUT_BITS, 8, 1, 24, "<graph>")  # input metadata is graph level
-    source = Source(data=np.zeros(in_lshape + (1,), dtype=np.int32))
+    if source_data is None:
+        source_data = np.zeros(in_lshape + (1,), dtype=np.int32)
+    elif tuple(source_data.shape[:-1]) != tuple(in_lshape):
+        raise GraphError(f"source data of shape {source_data.shape} does not fit the input {in_lshape} (Lava order)")
+    source = Source(data=np.asarray(source_data, dtype=np.int32))
+    binary_in = input_is_binary(graph)
 
     # synapses (biases collected per target neuron, NIR order)
     biases = {n: np.zeros(plan.shapes[n]) for n in plan.neurons}
@@ -270,7 +289,7 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
         flat, syn = _split_ops(graph, conn)
         src_shape = plan.shapes[conn.src]
         dst_shape = plan.shapes[conn.dst]
-        graded = conn.src == plan.input
+        graded = conn.src == plan.input and not binary_in
         msg_bits = in_bits if graded else 0
         node = graph.nodes[syn] if syn is not None else None
         key = syn if syn is not None else f"{conn.src}->{conn.dst}"
@@ -349,7 +368,12 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
                                         f"[0, {cv.VTH_MAX}] in an integer graph")
             vth = vth.astype(np.int32)
             vmin = cv.v_min_fixed(node, shape)
-            if reset == "zero":
+            timing = cv.RESET_TIMINGS.index(cv.reset_timing(node)) if cv.reset_timing(node) in cv.RESET_TIMINGS \
+                else None
+            if timing is None:
+                raise GraphError(f"node {n!r}: field 'snnc.reset_timing' must be one of {cv.RESET_TIMINGS}, got "
+                                 f"{cv.reset_timing(node)!r}")
+            if reset == "zero" and timing == 0:
                 if vmin is not None:
                     raise BackendError(f"node {n!r}: field 'snnc.v_min' (a potential floor) needs snnc's "
                                        "SubtractLIF; Lava's LIF (reset 'zero') has none: use reset 'subtract' "
@@ -361,7 +385,7 @@ def emit(graph: Graph, sample_steps: int = 0, record: bool = False) -> LavaNetwo
             else:
                 floor = {} if vmin is None else {"v_min": to_lava(vmin.astype(np.int32), len(shape))}
                 proc = SubtractLIF(vth=to_lava(vth, len(shape)), spiking=1, sample_steps=sample_steps, **common,
-                                   **floor)
+                                   reset_zero=int(reset == "zero"), timing=timing, **floor)
         neurons[n] = NeuronLayer(n, proc, shape, lshape, v0, not readout, reset)
 
     # ports

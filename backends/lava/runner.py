@@ -1,6 +1,8 @@
 """Run samples of an integer graph on Lava's fixed-point CPU models (``Loihi2SimCfg(select_tag="fixed_pt")``).
 
-Samples run one at a time for ``steps + plan.depth`` steps each on one compiled network. At each sample start
+Samples run one at a time for ``steps + plan.depth`` steps each on one compiled network. A static frame is set
+into the input RingBuffer per sample; a sequence (``snnc.ir.sequence``) is laid out once, one slot per step of the
+whole run (sample i's slice t in slot i * latency + t, zeros after the presented slices), so nothing is set. At each sample start
 every neuron's u is 0 and v its initial value, and every Dense/Conv one-step buffer is empty (Lava's LIFReset
 is not equivalent: the synapse buffers would carry spikes across the sample boundary). snnc's SubtractLIF does
 this itself (``sample_steps``); for stock LIF layers and their incoming buffers the runner calls set(). Spikes
@@ -19,13 +21,14 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
-from snnc.backends.lava.emit import LavaNetwork, emit, import_lava
+from snnc.backends.lava.emit import emit, import_lava
 from snnc.backends.lava.layout import from_lava, to_lava
 from snnc.ir import conventions as cv
-from snnc.ir.chain import batched_input, quantize_input
-from snnc.ir.errors import BackendError, DataError, SnncError
+from snnc.ir.chain import quantize_input
+from snnc.ir.errors import BackendError, SnncError
 from snnc.ir.graph import Graph
 from snnc.ir.plan import build_plan
+from snnc.ir.sequence import InputSeries, input_series
 
 
 @dataclass
@@ -52,6 +55,8 @@ class LavaResult:
     final_state: dict[str, dict[str, np.ndarray]] | None = None
     neurons_per_layer: dict[str, int] = field(default_factory=dict)
     kind: str = cv.INTEGER
+    sequence: bool = False
+    input_steps: int | None = None
 
     def accuracy(self, labels: np.ndarray) -> float:
         return float((self.logits.argmax(1) == np.asarray(labels)).mean())
@@ -124,31 +129,40 @@ def shutdown(process: object, clean: bool = True, timeout_s: float = 30.0) -> No
     _kill_runtime(runtime)
 
 
-def _prepare_input(graph: Graph, net: LavaNetwork, x: np.ndarray) -> np.ndarray:
-    """Graded integer input per sample in Lava layout: (N, *lava_shape) int32."""
-    x = batched_input(net.plan, x)
-    return to_lava(quantize_input(graph, x).astype(np.int32), x.ndim - 1)
+def _prepare_input(graph: Graph, series: InputSeries, nd: int) -> np.ndarray:
+    """Integer input per sample in Lava layout: (N, *lava_shape) or, for a sequence, (N, T_in, *lava_shape)."""
+    return to_lava(quantize_input(graph, series.x).astype(np.int32), nd)
 
 
-def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, record_final: bool = True,
-             progress: bool = True, timeout_s: float | None = None) -> LavaResult:
-    """Run ``graph`` (integer) on inputs ``x`` (N, *input_shape) in Lava for ``steps`` + depth steps each.
+def sequence_source(xl: np.ndarray, shown: int, latency: int) -> np.ndarray:
+    """RingBuffer data for a whole sequence run: xl (N, T_in, *lava_shape) -> (*lava_shape, N * latency), sample i's
+    slice t (t < ``shown``) in slot i * latency + t, zeros elsewhere."""
+    n = xl.shape[0]
+    buf = np.zeros((n, latency) + xl.shape[2:], dtype=np.int32)
+    buf[:, :shown] = xl[:, :shown]
+    return np.ascontiguousarray(np.moveaxis(buf.reshape((n * latency,) + xl.shape[2:]), 0, -1))
 
-    Input is presented every step as graded int32 values ``quantize_input(graph, x)``. Spikes of every layer are
+
+def run_lava(graph: Graph, x: np.ndarray, steps: int | None = None, rasters: bool = True,
+             record_final: bool = True, progress: bool = True, timeout_s: float | None = None) -> LavaResult:
+    """Run ``graph`` (integer) on inputs ``x`` in Lava for ``steps`` + depth steps each: x (N, *input_shape) one
+    frame per sample, presented every step, or (N, T_in, *input_shape) a sequence (``snnc.ir.sequence``; steps
+    None: T_in), as int32 values ``quantize_input(graph, x)``. Spikes of every layer are
     recorded (counts always, rasters when asked); ``record_final`` reads every layer's final u and v (slow:
     Lava moves Vars element by element). ``timeout_s`` bounds the whole call (compile included). Lava is always
     stopped. Raises BackendError when lava is missing or a process fails, DataError on a wrong input shape."""
-    if steps < 1:
-        raise DataError(f"steps must be >= 1, got {steps}")
+    plan0 = build_plan(graph)
+    series = input_series(plan0.shapes[plan0.input], x, plan0.input)  # shape, empty or NaN data: refused first
+    steps = series.run_steps(steps)
     import_lava()
-    batched_input(build_plan(graph), x)  # shape, empty or NaN data: refused before any Lava process is built
     from lava.magma.core.run_conditions import RunSteps
 
     t_start = time.perf_counter()
     with deadline(timeout_s, "Lava run"):
-        latency = steps + build_plan(graph).depth
-        net = emit(graph, sample_steps=latency, record=True)
-        xin = _prepare_input(graph, net, x)
+        latency = steps + plan0.depth
+        xin = _prepare_input(graph, series, len(plan0.shapes[plan0.input]))
+        data = sequence_source(xin, series.presented(steps), latency) if series.sequence else None
+        net = emit(graph, sample_steps=latency, record=True, source_data=data)
         N = xin.shape[0]
         plan = net.plan
         readout = net.neurons[plan.readout]
@@ -172,7 +186,8 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
         t0 = t_start
         ok = False
         try:
-            net.source.data.init = xin[0][..., None]  # sample 0 runs from the initial values
+            if not series.sequence:
+                net.source.data.init = xin[0][..., None]  # sample 0 runs from the initial values
             try:
                 anchor.create_runtime(run_cfg=cfg)
             except SnncError:
@@ -188,7 +203,8 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
             for i in range(N):
                 try:
                     if i > 0:  # the runtime starts on the first run(); set() needs a started runtime
-                        net.source.data.set(xin[i][..., None])
+                        if not series.sequence:
+                            net.source.data.set(xin[i][..., None])
                         for n in manual:
                             L = net.neurons[n]
                             L.process.u.set(np.zeros(L.lava_shape, dtype=np.int32))
@@ -228,4 +244,5 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int, rasters: bool = True, reco
         logits=logits.reshape(N, -1), potentials=potentials.reshape(N, -1), steps=steps, latency_steps=latency,
         samples=N, spikes_per_layer={n: int(counts[n].sum()) for n in spiking},
         spike_counts=counts, seconds=seconds, compile_seconds=compile_s, rasters=rast, final_state=final,
-        neurons_per_layer={n: math.prod(L.nir_shape) for n, L in net.neurons.items()})
+        neurons_per_layer={n: math.prod(L.nir_shape) for n, L in net.neurons.items()},
+        sequence=series.sequence, input_steps=series.steps_in)

@@ -56,6 +56,8 @@ class VerifyReport:
     lava_compile_s: float
     engine: str = "reference"
     reference_spikes_differ: int = 0
+    sequence: bool = False
+    input_steps: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -99,12 +101,13 @@ def compare(sim: SimResult, lava: LavaResult, order: list[str], final: SimResult
         state_differ=sum(d.u_differ + d.v_differ for d in layers.values()),
         layers=layers, first_divergence=first[1] if first else None,
         lava_samples_per_s=lava.samples_per_s, sim_samples_per_s=sim.samples_per_s,
-        lava_compile_s=lava.compile_seconds)
+        lava_compile_s=lava.compile_seconds, sequence=bool(sim.sequence), input_steps=sim.input_steps)
 
 
-def verify(graph: Graph, x: np.ndarray, steps: int, progress: bool = True,
+def verify(graph: Graph, x: np.ndarray, steps: int | None = None, progress: bool = True,
            timeout_s: float | None = None) -> VerifyReport:
-    """Run the same samples on Lava and on the CPU simulator and compare them spike for spike."""
+    """Run the same samples on Lava and on the CPU simulator and compare them spike for spike (x static or a
+    sequence, ``snnc.ir.sequence``; steps None: the sequence's length)."""
     from snnc.ir.plan import build_plan
 
     order = build_plan(graph).neurons

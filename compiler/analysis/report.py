@@ -2,7 +2,10 @@
 
 A row belongs to a neuron layer L and holds: L's own spikes and rate; the SOPs / input MACs of the connections
 *into* L (the work of L's synapses, fan-in summed); L's neuron updates; the ANN MACs of the same connections.
-All counts are per inference (mean over samples); ``*_total`` fields are exact integers over all samples."""
+All counts are per inference (mean over samples); ``*_total`` fields are exact integers over all samples.
+Sequences and recurrent graphs: the ANN baseline is the same network without spikes stepped once per input step
+(an RNN for a recurrent graph): its MACs are the per-step MACs times T (``ann_steps``); a static frame through a
+feed-forward graph is one ANN pass. A constant drive (``snnc.drive``) costs the ANN nothing (a bias)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -50,6 +53,10 @@ class EnergyReport:
     sops_total: int = 0
     input_macs_total: int = 0
     neuron_updates_total: int = 0
+    sequence: bool = False
+    input_steps: int | None = None
+    input_binary: bool = False
+    ann_steps: int = 1
 
     @property
     def sops(self) -> float:
@@ -89,6 +96,8 @@ class EnergyReport:
                 "energy_ratio_ann_over_snn": ann / snn if snn > 0 else None,
                 "sops_total": self.sops_total, "input_macs_total": self.input_macs_total,
                 "neuron_updates_total": self.neuron_updates_total,
+                "sequence": self.sequence, "input_steps": self.input_steps, "input_binary": self.input_binary,
+                "ann_steps": self.ann_steps,
                 "layers": [asdict(r) for r in self.layers],
                 "connections": [asdict(c) for c in self.connections]}
 
@@ -98,8 +107,13 @@ def energy_report(graph: Graph, x: np.ndarray, result: SimResult, model: EnergyM
     """Count SOPs, input MACs, neuron updates and ANN MACs of the run ``result`` on inputs ``x``; price them."""
     model = get_model(model) if isinstance(model, str) else model
     plan = build_plan(graph)
+    from snnc.ir import conventions as cv
+
     conns = count_ops(graph, result, x, plan)
-    cmacs = connection_macs(graph, plan)
+    ann_steps = result.steps if (getattr(result, "sequence", False) or plan.recurrent) else 1
+    drive = {n for n in plan.neurons if cv.meta(graph.nodes[n], cv.DRIVE, False)}
+    cmacs = {k: (0 if (k[0] in drive or k[1] in drive) else m * ann_steps)
+             for k, m in connection_macs(graph, plan).items()}
     upd = neuron_updates(result)
     stats = spike_stats(graph, result, plan)
     N = result.samples
@@ -120,12 +134,15 @@ def energy_report(graph: Graph, x: np.ndarray, result: SimResult, model: EnergyM
     return EnergyReport(
         steps=result.steps, latency_steps=result.latency_steps, samples=N, accuracy=acc, model=model, layers=rows,
         connections=conns, stats=stats, sops_total=sum(c.ops for c in conns if not c.graded),
-        input_macs_total=sum(c.ops for c in conns if c.graded), neuron_updates_total=sum(upd.values()))
+        input_macs_total=sum(c.ops for c in conns if c.graded), neuron_updates_total=sum(upd.values()),
+        sequence=bool(getattr(result, "sequence", False)), input_steps=getattr(result, "input_steps", None),
+        input_binary=any(c.src == plan.input and not c.graded and c.synapses for c in conns), ann_steps=ann_steps)
 
 
-def energy(graph: Graph, x: np.ndarray, steps: int = 8, labels: np.ndarray | None = None,
+def energy(graph: Graph, x: np.ndarray, steps: int | None = 8, labels: np.ndarray | None = None,
            model: EnergyModel | str = "cmos45", batch_size: int = 256, device: str = "cpu") -> EnergyReport:
-    """Simulate ``graph`` on ``x`` for ``steps`` (CPU backend) and report its energy against the ANN's MACs."""
+    """Simulate ``graph`` on ``x`` for ``steps`` (CPU backend; a sequence x with steps None runs its length) and
+    report its energy against the ANN's MACs."""
     from snnc.backends.cpu.simulator import simulate
 
     return energy_report(graph, x, simulate(graph, x, steps, batch_size=batch_size, device=device), model, labels)

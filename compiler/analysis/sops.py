@@ -8,9 +8,14 @@ Counting convention (one place, used by ``snnc energy``):
   is computed per neuron as the transposed structural operator applied to ones (Sinabs' ``connection_map``).
 - **SOPs** of a connection from a spiking layer = sum over samples, steps and source neurons of
   spikes_j x fanout_j = sum_j spike_counts[src][n, j] * fanout_j (one accumulate, AC, each).
-- The **graded input** layer sends a multi-bit value every step, so each of its events is a multiply-accumulate:
+- The input: binary events (every presented value, quantized in integer graphs, is 0 or 1: a 1-bit event input,
+  Lava sends them as spikes) are counted as **SOPs** like any spike. Sequences (``snnc.ir.sequence``) count the
+  events of the presented slices; a static frame is presented on every step.
+- A **graded input** layer sends a multi-bit value every step, so each of its events is a multiply-accumulate:
   we count it separately as ``input_macs`` = sum over samples, steps and input elements with a non-zero (quantized)
   value of fanout_j. The simulator presents the input on every one of the ``latency_steps`` (T + depth) steps.
+- Constant drives (``snnc.drive``, passes/constant_drive.py): the drive neuron's spikes into its layer are SOPs;
+  its zero-weight input connection (only there to give it an input) counts nothing.
 - Residual fan-in: each incoming connection of a layer is counted separately (their sum is the layer's ops).
 - **Neuron updates** = neurons x latency_steps per sample, for every neuron layer (the readout included).
 
@@ -43,7 +48,7 @@ class ConnectionOps:
 
     src: str
     dst: str
-    graded: bool  # source is the graded Input: events are MACs, not ACs
+    graded: bool  # source is the graded (multi-bit) Input: events are MACs, not ACs (binary input events are ACs)
     events: int  # spikes (or non-zero graded input values) sent over the connection
     ops: int  # events x fan-out: SOPs (ACs) for spiking sources, MACs for the graded input
     synapses: int  # structural synapses of the connection (sum of the fan-out map)
@@ -119,30 +124,46 @@ def fanout_map(graph: Graph, conn: Connection, plan: Plan | None = None, chunk: 
 
 
 def input_events(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """Per sample and input element: 1 where the graded input is non-zero (after quantization in integer graphs)."""
+    """Per sample (and step, for a sequence) and input element: 1 where the input is non-zero (after quantization
+    in integer graphs); the shape of ``x``."""
     xin = quantize_input(graph, x) if cv.graph_kind(graph) == cv.INTEGER else np.asarray(x, dtype=np.float64)
     return (xin != 0).astype(np.int64)
+
+
+def input_is_binary(graph: Graph, x: np.ndarray) -> bool:
+    """Every input value (quantized in integer graphs) is 0 or 1: events, counted as SOPs."""
+    xin = quantize_input(graph, x) if cv.graph_kind(graph) == cv.INTEGER else np.asarray(x, dtype=np.float64)
+    return bool(np.all((xin == 0) | (xin == 1)))
 
 
 def count_ops(graph: Graph, result: SimResult, x: np.ndarray | None = None,
               plan: Plan | None = None) -> list[ConnectionOps]:
     """SOPs (and input MACs) of every connection of ``graph`` for the run ``result`` (from ``spike_counts``).
 
-    ``x`` are the inputs the run was given (needed for the graded input connection)."""
+    ``x`` are the inputs the run was given, static (N, *input) or a sequence (N, T, *input) (needed for the input
+    connection)."""
+    from snnc.ir.sequence import input_series, window_events
+
     plan = plan or build_plan(graph)
     rows = []
+    binary = None
     for conn in plan.connections:
+        if conn.src == plan.input and cv.meta(graph.nodes[conn.dst], cv.DRIVE, False):
+            rows.append(ConnectionOps(conn.src, conn.dst, False, 0, 0, 0))  # a drive's placeholder input
+            continue
         fo = fanout_map(graph, conn, plan)
         if conn.src == plan.input:
             if x is None:
-                raise DataError("count_ops: the inputs x are needed to count the graded input layer's MACs")
-            ev = input_events(graph, x).reshape((-1,) + fo.shape)
-            if ev.shape[0] != result.samples:
-                raise DataError(f"count_ops: x has {ev.shape[0]} samples, the run had {result.samples}")
-            per_step = ev.reshape(ev.shape[0], -1).sum(0)
-            events = int(per_step.sum()) * result.latency_steps
-            ops = int(per_step @ fo.reshape(-1)) * result.latency_steps
-            rows.append(ConnectionOps(conn.src, conn.dst, True, events, ops, int(fo.sum())))
+                raise DataError("count_ops: the inputs x are needed to count the input connection's operations")
+            series = input_series(plan.shapes[plan.input], x, plan.input)
+            if series.samples != result.samples:
+                raise DataError(f"count_ops: x has {series.samples} samples, the run had {result.samples}")
+            if binary is None:
+                binary = input_is_binary(graph, series.x)
+            ev = window_events(input_events(graph, series.x), series.sequence, result.steps, result.latency_steps)
+            per_el = ev.reshape(ev.shape[0], -1).sum(0)
+            rows.append(ConnectionOps(conn.src, conn.dst, not binary, int(per_el.sum()),
+                                      int(per_el @ fo.reshape(-1)), int(fo.sum())))
         else:
             counts = result.spike_counts[conn.src].reshape(result.samples, -1).astype(np.int64).sum(0)
             rows.append(ConnectionOps(conn.src, conn.dst, False, int(counts.sum()), int(counts @ fo.reshape(-1)),

@@ -12,8 +12,9 @@ from snnc.ir.errors import DataError, GraphError, NIRFileError
 
 
 def add_data_args(p: argparse.ArgumentParser, name: str = "--data", default: str = "digits") -> None:
-    add(p, name, spec=DataSet(), default=default, help="'digits' (built in: scikit-learn digits, fixed split) or an "
-        ".npz with float x (N,C,H,W or N,features) and integer y")
+    add(p, name, spec=DataSet(), default=default, help="'digits' (built in: scikit-learn digits, fixed split), "
+        "'digits-events' (the same digits as DVS event streams, N x 30 x 2 x 10 x 10) or an .npz with float x "
+        "(N,C,H,W or N,features; or sequences N,T,...: decided against the graph's Input) and integer y")
 
 
 def add_json(p: argparse.ArgumentParser) -> None:
@@ -76,15 +77,16 @@ def data_fits_graph(labels: bool = True, integer: bool = False) -> Callable[[arg
     set loads and is not empty, its samples have the graph's input shape, and it has labels when ``labels``."""
     def check(args: argparse.Namespace) -> None:
         from snnc.ir import conventions as cv
-        from snnc.ir.chain import batched_input
         from snnc.ir.plan import build_plan
+        from snnc.ir.sequence import input_series
 
         g = read_graph(args.graph)
         if integer and cv.graph_kind(g) != cv.INTEGER:
             raise GraphError(f"{args.graph}: is a float graph; Lava runs integer graphs (snnc compile writes one)")
         x, y = load_data(args.data, "test", args.samples)
         try:
-            batched_input(build_plan(g), x)
+            plan = build_plan(g)
+            input_series(plan.shapes[plan.input], x, plan.input)  # a static frame or a sequence per sample
         except DataError as e:
             raise DataError(f"--data {args.data}: {e}") from None
         if labels:
@@ -92,13 +94,34 @@ def data_fits_graph(labels: bool = True, integer: bool = False) -> Callable[[arg
     return check
 
 
+def add_steps_arg(p: argparse.ArgumentParser, steps: int) -> None:
+    """--steps T: default ``steps`` for static frames, the sequence's length for sequences (``run_steps``)."""
+    add(p, "--steps", spec=Int(lo=1, hi=MAX_STEPS), default=None, help=f"input steps T the output integrates (a run "
+        f"lasts T + depth steps); default {steps} for static frames, the sequence length for sequences (longer: a "
+        "silent tail, shorter: the sequence cut)")
+    p.set_defaults(static_steps=steps)
+
+
+def run_steps(args: argparse.Namespace, graph: Any, x: np.ndarray) -> tuple[int, bool]:
+    """(T, whether x is a sequence) for ``graph``: --steps when given, else the sequence's length or the command's
+    static default; DataError for data that fits neither layout or T < 1."""
+    from snnc.ir.plan import build_plan
+    from snnc.ir.sequence import input_series
+
+    plan = build_plan(graph)
+    series = input_series(plan.shapes[plan.input], x, plan.input)
+    if args.steps is not None and args.steps < 1:
+        raise DataError(f"--steps must be >= 1, got {args.steps}")
+    steps = args.steps if args.steps is not None else (series.steps_in if series.sequence else args.static_steps)
+    return int(steps), series.sequence
+
+
 def add_sim_args(p: argparse.ArgumentParser, steps: int = 32) -> None:
     """graph, --data, --steps, --samples, --batch, --device: what every simulating command takes."""
     add(p, "graph", spec=InFile(what="NIR file", error=NIRFileError),
         help="NIR file written by snnc compile (integer or float graph)")
     add_data_args(p)
-    add(p, "--steps", spec=Int(lo=1, hi=MAX_STEPS), default=steps, help="input steps T the output integrates "
-        "(a run lasts T + depth steps)")
+    add_steps_arg(p, steps)
     add(p, "--samples", spec=Int(lo=1), default=None, help="use only the first N test samples")
     add(p, "--batch", spec=Int(lo=1), default=360, help="samples per simulator batch")
     add(p, "--device", spec=Device(), default="cpu", help="torch device for the simulator (cpu, cuda, cuda:N, mps); "

@@ -18,11 +18,14 @@ from snnc.commands._common import (
     need_labels,
     print_spike_table,
     read_graph,
+    run_steps,
 )
 from snnc.ir import conventions as cv
 from snnc.ir.errors import DataError, GraphError, NIRFileError, UsageError
 
 MODEL_CLASS = Text(pattern=r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", what="package.module:Class")
+TIMING = r"(immediate|delayed|guarded)"
+RESET_TIMING = Text(pattern=rf"{TIMING}|[^=,\s]+={TIMING}(,[^=,\s]+={TIMING})*", what="TIMING or NODE=TIMING,...")
 V_FLOOR = OneOf(specs=(Literal(word="default", value="default"), Literal(word="none", value=None), Float(lo=0)))
 
 
@@ -60,8 +63,19 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
     add(p, "--calibrate", spec=Int(lo=1, hi=MAX_STEPS), default=None, metavar="T", help="layer calibration for T "
         "steps: per layer a threshold factor and per-channel bias shift measured on the SNN against the ANN")
     add(p, "--calibrate-samples", spec=Int(lo=1), default=128, help="calibration samples used by --calibrate")
+    p.add_argument("--calib-sequence", action="store_true", help="torch models: the --calib data are sequences "
+                   "(N, T, ...) (implied by --calib digits-events): the ANN is calibrated on their time-average, the "
+                   "range run and the input scale use the sequences (NIR graphs decide it by their Input shape)")
     add(p, "--float-output", spec=OutFile(what="NIR file", error=NIRFileError),
         help="also write the float (unquantized) graph here")
+    add(p, "--nir-reset", spec=Choice(choices=("file", "subtract", "zero")), default="file", help="NIR graphs: "
+        "every spiking node's reset (default: as the file says)")
+    add(p, "--reset-timing", spec=RESET_TIMING, default=None, metavar="TIMING|NODE=TIMING,...", help="NIR graphs: "
+        "when a spike resets: immediate (default: NIR, Lava), delayed (snnTorch reset_delay=True and its "
+        "RSynaptic), guarded (snnTorch reset_delay=False); one for all or per node")
+    add(p, "--loops", spec=Choice(choices=("exact", "per_connection")), default="exact", help="NIR graphs: refuse a "
+        "recurrent loop through more than one neuron layer (exact: a framework takes one step around it, snnc one "
+        "per connection) or accept it with one step per connection")
     from snnc.commands._binarize import add_binarize_args
 
     add_binarize_args(p)
@@ -88,6 +102,20 @@ def _compile_inputs(args: argparse.Namespace) -> None:
         load_model(args.model, args.model_class, args.trust_pickle)
 
 
+def import_options(args: argparse.Namespace) -> "ImportOptions":  # noqa: F821
+    """ImportOptions from --nir-reset, --reset-timing (TIMING or NODE=TIMING,...) and --loops."""
+    from snnc.frontend.nir_import import ImportOptions
+
+    timing = args.reset_timing
+    if timing is not None and "=" in timing:
+        pairs = [t.split("=", 1) for t in timing.split(",") if t.strip()]
+        if any(len(pr) != 2 for pr in pairs):
+            raise DataError(f"--reset-timing: expected TIMING or NODE=TIMING,..., got {args.reset_timing!r}")
+        timing = {k.strip(): v.strip() for k, v in pairs}
+    return ImportOptions(reset=None if args.nir_reset == "file" else args.nir_reset, reset_timing=timing,
+                         loops=args.loops)
+
+
 def compile_any(args: argparse.Namespace):
     """Model file or NIR file -> ``snnc.compile`` (float graph, integer graph, report)."""
     from snnc.pipeline import CompileOptions, compile
@@ -95,7 +123,9 @@ def compile_any(args: argparse.Namespace):
     xc, _ = load_data(args.calib, "train")
     opts = CompileOptions(convert_options(args), weight_bits=args.bits, calib_steps=args.calib_steps,
                           bias_onset=not args.no_bias_onset, calibrate_steps=args.calibrate,
-                          calibrate_samples=args.calibrate_samples)
+                          calibrate_samples=args.calibrate_samples,
+                          calib_sequence=bool(args.calib_sequence or args.calib == "digits-events"),
+                          import_options=import_options(args))
     if str(args.model).endswith(".nir"):
         return compile(read_graph(args.model), xc, opts)
     return compile(load_model(args.model, args.model_class, args.trust_pickle), xc, opts)
@@ -152,24 +182,27 @@ def run_simulate(args: argparse.Namespace) -> int:
     g = read_graph(args.graph)
     x, y = load_data(args.data, "test", args.samples)
     y = need_labels(y, args.data)
+    steps, _ = run_steps(args, g, x)
     if args.cluster:
         from snnc import cluster
 
-        r = cluster.simulate(g, x, args.steps, args.cluster, batch_size=args.batch, device=args.device,
+        r = cluster.simulate(g, x, steps, args.cluster, batch_size=args.batch, device=args.device,
                              strict=args.strict, progress=not args.json)
     else:
-        r = simulate(g, x, args.steps, batch_size=args.batch, device=args.device, strict=args.strict)
+        r = simulate(g, x, steps, batch_size=args.batch, device=args.device, strict=args.strict)
     acc = r.accuracy(y)
     out = {"accuracy": acc, "steps": r.steps, "latency_steps": r.latency_steps, "samples": r.samples,
-           "kind": r.kind, "spikes_per_layer": r.spikes_per_layer, "samples_per_s": r.samples_per_s,
+           "kind": r.kind, "sequence": r.sequence, "input_steps": r.input_steps,
+           "spikes_per_layer": r.spikes_per_layer, "samples_per_s": r.samples_per_s,
            "seconds": r.seconds, "events": {k: v for k, v in r.events.items() if sum(v.values())}}
     if args.json:
         from snnc.commands._common import print_json
 
         print_json(out)
         return 0
-    print_spike_table(r, f"[bold]{args.graph}[/] ({r.kind} graph) on {args.data}: accuracy {acc:.4f} over "
-                      f"{r.samples} samples, T={r.steps} (run lasts {r.latency_steps} steps), "
+    what = f"sequences of {r.input_steps} steps" if r.sequence else "static frames"
+    print_spike_table(r, f"[bold]{args.graph}[/] ({r.kind} graph) on {args.data} ({what}): accuracy {acc:.4f} "
+                      f"over {r.samples} samples, T={r.steps} (run lasts {r.latency_steps} steps), "
                       f"{r.samples_per_s:.1f} samples/s")
     return 0
 
@@ -182,6 +215,10 @@ def describe_node(name: str, node, shape: tuple) -> dict:
         row["threshold"] = float(th.max()) if th.size else None
     if cv.is_neuron(node):
         row["reset"] = cv.reset_mode(node)
+        if cv.reset_timing(node) != "immediate":
+            row["reset_timing"] = cv.reset_timing(node)
+        if cv.meta(node, cv.DRIVE, False):
+            row["drive"] = True
         vi = cv.meta(node, cv.V_INIT, 0.0)
         row["v_init"] = float(np.max(vi)) if vi is not None else 0.0
         if cv.meta(node, cv.READOUT, False) or isinstance(node, nir.I):
@@ -195,6 +232,18 @@ def describe_node(name: str, node, shape: tuple) -> dict:
     return row
 
 
+def _loops(g) -> list[dict]:
+    """Recurrent loops through neuron layers, each with the steps it takes (one per connection); [] when the graph
+    is feed-forward or cannot be planned (a foreign graph: see ``deployable``)."""
+    from snnc.ir.errors import SnncError
+    from snnc.ir.plan import build_plan
+
+    try:
+        return [{"layers": lp, "steps": len(lp)} for lp in build_plan(g).loops]
+    except SnncError:
+        return []
+
+
 def _inspect_args(p: argparse.ArgumentParser) -> None:
     add(p, "graph", spec=InFile(what="NIR file", error=NIRFileError), help="any NIR file")
     add_json(p)
@@ -203,12 +252,15 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
 def run_inspect(args: argparse.Namespace) -> int:
     from snnc.ir.graph import infer_shapes, topo_order
 
+    from snnc.ir.graph import back_edges
+
     g = read_graph(args.graph)
     shapes = infer_shapes(g)
     rows = [describe_node(n, g.nodes[n], shapes[n]) for n in topo_order(g)]
     kind = cv.graph_kind(g)
     info = {"file": str(args.graph), "kind": kind, "nodes": rows, "edges": [list(e) for e in g.edges],
-            "input_scale": cv.meta(g, cv.INPUT_SCALE)}
+            "input_scale": cv.meta(g, cv.INPUT_SCALE), "recurrent_edges": [list(e) for e in back_edges(g)],
+            "loops": _loops(g)}
     try:
         from snnc.frontend.nir_import import deployability
 
@@ -224,6 +276,9 @@ def run_inspect(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     t = Table(title=f"{args.graph}: {kind} graph, {len(rows)} nodes, {len(g.edges)} edges")
+    for lp in info["loops"]:
+        t.caption = (t.caption + "; " if t.caption else "") + (
+            f"recurrent loop {' -> '.join(lp['layers'] + lp['layers'][:1])}: {lp['steps']} step(s) around")
     cols = ("name", "type", "shape", "threshold", "reset", "v_init", "weights", "weight_bits", "weight_exp")
     for c in cols:
         t.add_column(c)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from snnc.argspec import MAX_STEPS, Choice, Int, List, OutDir, add
-from snnc.commands._common import add_cluster_arg, add_json, add_sim_args, load_data, need_labels, read_graph
+from snnc.commands._common import add_cluster_arg, add_json, add_sim_args, load_data, need_labels, read_graph, run_steps
 
 
 def _energy_args(p: argparse.ArgumentParser) -> None:
@@ -31,6 +31,7 @@ def run_energy(args: argparse.Namespace) -> int:
     g = read_graph(args.graph)
     x, y = load_data(args.data, "test", args.samples)
     y = need_labels(y, args.data)
+    steps, _ = run_steps(args, g, x)
 
     def run(T: int):
         if args.cluster:
@@ -42,8 +43,8 @@ def run_energy(args: argparse.Namespace) -> int:
             r = simulate(g, x, T, batch_size=args.batch, device=args.device)
         return energy_report(g, x, r, model, y)
 
-    rep = run(args.steps)
-    sweep = [rep if T == args.steps else run(T) for T in sweep_ts]
+    rep = run(steps)
+    sweep = [rep if T == steps else run(T) for T in sweep_ts]
     plots = []
     if args.plots:
         from snnc.analysis.plots import write_all
@@ -65,7 +66,8 @@ def run_energy(args: argparse.Namespace) -> int:
 
     con = Console()
     ratio = out["energy_ratio_ann_over_snn"]
-    con.print(f"[bold]{args.graph}[/] on {args.data}: T={rep.steps} (run lasts {rep.latency_steps} steps), "
+    what = f"sequences of {rep.input_steps} steps" if rep.sequence else "static frames"
+    con.print(f"[bold]{args.graph}[/] on {args.data} ({what}): T={rep.steps} (run lasts {rep.latency_steps} steps), "
               f"{rep.samples} samples, accuracy {rep.accuracy:.4f}; energy model {model.name} ({model.source})")
     t = Table(title="per inference")
     for col in ("layer", "neurons", "spikes", "rate", "silent", "saturated", "SOPs", "input MACs",

@@ -4,16 +4,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from snnc.argspec import MAX_STEPS, Choice, Float, InFile, Int, add, constrain
+from snnc.argspec import Choice, Float, InFile, Int, add, constrain
 from snnc.commands._common import (
     add_cluster_arg,
     add_data_args,
     add_json,
+    add_steps_arg,
     data_fits_graph,
     load_data,
     need_labels,
     print_spike_table,
     read_graph,
+    run_steps,
 )
 from snnc.ir.errors import NIRFileError
 
@@ -24,8 +26,7 @@ def _common_args(p: argparse.ArgumentParser, backend: bool = False) -> None:
     add(p, "graph", spec=InFile(what="NIR file", error=NIRFileError), help="integer NIR file written by snnc compile")
     add_data_args(p)
     add(p, "--samples", spec=Int(lo=1), default=20, help="number of test samples (Lava runs them one at a time)")
-    add(p, "--steps", spec=Int(lo=1, hi=MAX_STEPS), default=32, help="input steps T the output integrates (a run "
-        "lasts T + depth)")
+    add_steps_arg(p, 32)
     add(p, "--timeout", spec=Float(lo=0, open_lo=True), default=DEFAULT_TIMEOUT_S,
         help="seconds before a stuck Lava run is stopped (BackendError)")
     add_json(p)
@@ -53,8 +54,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(graph, x, y) with ``args.steps`` resolved (``run_steps``)."""
     g = read_graph(args.graph)
     x, y = load_data(args.data, "test", args.samples)
+    args.steps, _ = run_steps(args, g, x)
     return g, x, y
 
 
@@ -73,7 +76,8 @@ def run_run(args: argparse.Namespace) -> int:
         r = simulate(g, x, args.steps, progress=not args.json)
     acc = r.accuracy(y)
     out = {"backend": args.backend, "accuracy": acc, "samples": r.samples, "steps": r.steps,
-           "latency_steps": r.latency_steps, "spikes_per_layer": r.spikes_per_layer,
+           "latency_steps": r.latency_steps, "sequence": r.sequence, "input_steps": r.input_steps,
+           "spikes_per_layer": r.spikes_per_layer,
            "samples_per_s": r.samples_per_s, "seconds": r.seconds}
     if args.json:
         from snnc.commands._common import print_json

@@ -20,6 +20,14 @@ Not expressible (named errors, GraphError/UnsupportedLayerError): recurrent cycl
 [0, 1], a bias into a CubaLIF (NIR filters it through the current, Lava adds it to v), non-uniform or
 non-integer delays, a Delay/spiking input that is not a spike train, LI anywhere but the readout.
 A spiking node read by the Output gets an ``I`` readout after it (one more step): logits = its spike rate.
+
+Biases into leaky layers (LIF, CubaLIF, LI) become constant-drive inputs (passes/constant_drive.py): exact, into
+the current, from the layer's onset. Recurrent graphs (snnTorch's RLeaky/RSynaptic subgraphs ``lif -> w_rec ->
+lif``): every connection in snnc delays by one step (as Lava's Dense/Conv), which is exactly the frameworks' one
+step on a recurrent edge when the loop goes through one neuron layer. A loop through k > 1 neuron layers takes k
+steps in snnc but one in a framework (it evaluates the loop's feed-forward part within the step), so it is refused
+by name (``RecurrentTimingError``, ``check_loop_timing``) unless ``ImportOptions(loops="per_connection")`` accepts
+one step per connection.
 """
 from __future__ import annotations
 
@@ -32,7 +40,7 @@ import networkx as nx
 import nir
 import numpy as np
 from snnc.ir import conventions as cv
-from snnc.ir.errors import GraphError, NIRImportWarning, SnncError, UnsupportedLayerError
+from snnc.ir.errors import GraphError, NIRImportWarning, RecurrentTimingError, SnncError, UnsupportedLayerError
 from snnc.ir.nir_compat import make_graph
 
 DISCRETISATIONS = ("euler", "exp")
@@ -48,11 +56,18 @@ class ImportOptions:
     reset: None keeps each spiking node's reset as the graph says it (``snnc.reset``, else v = v_reset on
     nir >= 1.0.6 nodes, v -= threshold on files of nir <= 1.0.5); "subtract" or "zero" sets every spiking node's reset
     (for a file whose training used another reset than its nir release says, e.g. the NIR paper's
-    ``braille_noDelay_bias_zero.nir``, written by nir 1.0.x but trained with reset to zero)."""
+    ``braille_noDelay_bias_zero.nir``, written by nir 1.0.x but trained with reset to zero);
+    reset_timing: "immediate", "delayed" or "guarded" for every spiking node, or {node name: timing} for the named
+    ones (``snnc.reset_timing``: snnTorch's reset_delay=True is "delayed", and so is its RSynaptic 1.0.0 whatever
+    the flag says; reset_delay=False is "guarded"); None: immediate (NIR's equations, Lava's LIF);
+    loops: "exact" refuses a recurrent loop through more than one neuron layer (``check_loop_timing``);
+    "per_connection" runs it with one step per connection."""
 
     dt: float | None = None
     discretisation: str = "euler"
     reset: str | None = None
+    reset_timing: str | dict | None = None
+    loops: str = "exact"
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -121,15 +136,28 @@ def flatten_subgraphs(graph: nir.NIRGraph, prefix: str = "") -> nir.NIRGraph:
     return make_graph(nodes, edges, dict(getattr(graph, "metadata", None) or {}))
 
 
-def _check_acyclic(graph: nir.NIRGraph) -> None:
-    g = nx.DiGraph(list(map(tuple, graph.edges)))
-    try:
-        cyc = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
-        return
-    names = " -> ".join(a for a, _ in cyc) + f" -> {cyc[0][0]}"
-    raise GraphError(f"recurrent edge: cycle {names}; snnc deploys feed-forward graphs only "
-                     "(Lava Dense connections have no recurrent delay model in snnc yet)")
+LOOP_MODES = ("exact", "per_connection")
+
+
+def check_loop_timing(graph: nir.NIRGraph, mode: str = "exact") -> list[list[str]]:
+    """The recurrent loops of a lowered graph (neuron layers in order, ``snnc.ir.plan.Plan.loops``); with
+    ``mode`` "exact" a loop through more than one neuron layer raises ``RecurrentTimingError`` naming it: snnc
+    delays each of its k connections by one step (k steps around the loop), the framework that wrote the file
+    takes one step around it."""
+    from snnc.ir.plan import build_plan
+
+    if mode not in LOOP_MODES:
+        raise GraphError(f"loops must be one of {LOOP_MODES}, got {mode!r}")
+    loops = build_plan(graph).loops
+    long = [lp for lp in loops if len(lp) > 1]
+    if long and mode == "exact":
+        lp = long[0]
+        raise RecurrentTimingError(
+            f"recurrent loop {' -> '.join(lp + [lp[0]])} goes through {len(lp)} neuron layers: snnc (like Lava) "
+            f"delays each connection by one step, so the loop takes {len(lp)} steps where the framework that wrote "
+            "the graph takes 1; only loops through one layer (lif -> w_rec -> lif) keep its timing exactly "
+            "(ImportOptions(loops='per_connection') runs it with one step per connection)")
+    return loops
 
 
 # ---------------------------------------------------------------------------------------------- shapes
@@ -171,18 +199,18 @@ def _pad1(node: nir.Conv1d, name: str) -> int:
 
 
 def _logical_shapes(graph: nir.NIRGraph) -> dict[str, tuple]:
-    """Shapes of an acyclic raw NIR graph (Conv1d and Delay included), batch dim excluded."""
+    """Shapes of a raw NIR graph (Conv1d and Delay included; recurrent edges ignored), batch dim excluded."""
     from snnc.ir.graph import node_output_shape
 
     shapes: dict[str, tuple] = {}
     preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for s, d in graph.edges:
         preds[d].append(s)
-    for name in nx.topological_sort(nx.DiGraph([*map(tuple, graph.edges)] + [(n, n + "\0") for n in graph.nodes])):
-        if name not in graph.nodes:
-            continue
+    from snnc.ir.graph import topo_order
+
+    for name in topo_order(graph):  # feed-forward order: recurrent edges left out (their source comes later)
         node = graph.nodes[name]
-        ins = [shapes[p] for p in preds[name]]
+        ins = [shapes[p] for p in preds[name] if p in shapes]
         in_shape = ins[0] if ins else None
         if isinstance(node, nir.Conv1d):
             shapes[name] = _conv1d_out(node, name, in_shape)
@@ -271,13 +299,25 @@ def spiking_reset(name: str, node: Any, override: str | None = None) -> str:
     return reset
 
 
-def lower_node(name: str, node: Any, dt: float, how: str, readout: bool, reset: str | None = None) -> _Lowered:
+def reset_timing_of(name: str, option: str | dict | None) -> str:
+    """ImportOptions.reset_timing for one spiking node: one timing for all, or the node's entry of a dict."""
+    t = option.get(name, "immediate") if isinstance(option, dict) else (option or "immediate")
+    if t not in cv.RESET_TIMINGS:
+        raise GraphError(f"reset_timing must be one of {cv.RESET_TIMINGS} (or {{node name: timing}}), got {t!r}")
+    return t
+
+
+def lower_node(name: str, node: Any, dt: float, how: str, readout: bool, reset: str | None = None,
+               reset_timing: str | dict | None = None) -> _Lowered:
     """Lower one NIR node to snnc's canonical form; raises a named error when Loihi/snnc cannot express it.
-    ``reset``: ImportOptions.reset (None: as the node says)."""
+    ``reset``, ``reset_timing``: ImportOptions' (None: as the node says; immediate)."""
     md = dict(getattr(node, "metadata", None) or {})
     tname = type(node).__name__
     if isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF)):
         md[cv.RESET] = spiking_reset(name, node, reset)
+        timing = reset_timing_of(name, reset_timing)
+        if timing != "immediate":
+            md[cv.RESET_TIMING] = timing
     if isinstance(node, (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Scale, nir.Conv2d, nir.SumPool2d,
                          nir.AvgPool2d, nir.Flatten, nir.Conv1d)):
         return _Lowered(node, note="kept")
@@ -406,12 +446,12 @@ def _per_neuron(graph: nir.NIRGraph, shapes: dict[str, tuple]) -> None:
 
 
 def prepare(graph: nir.NIRGraph) -> nir.NIRGraph:
-    """Torch tensors -> numpy, nested graphs inlined, batch dim dropped, cycles refused (GraphError)."""
+    """Torch tensors -> numpy, nested graphs inlined, batch dim dropped (recurrent loops are checked after
+    lowering, ``check_loop_timing``)."""
     import copy
 
     g = flatten_subgraphs(_to_numpy(copy.deepcopy(graph)))
     _normalise_input(g)
-    _check_acyclic(g)
     return g
 
 
@@ -446,7 +486,7 @@ def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRG
 
     for name, node in g.nodes.items():
         readout = name in out_preds
-        low = lower_node(name, node, dt, o.discretisation, readout, o.reset)
+        low = lower_node(name, node, dt, o.discretisation, readout, o.reset, o.reset_timing)
         in_shape = shapes[[s for s, d in g.edges if d == name][0]] if not isinstance(node, nir.Input) else None
         n = low.node
         if isinstance(node, nir.Delay):
@@ -517,6 +557,14 @@ def lower(graph: nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRG
     md.setdefault(cv.KIND, cv.FLOAT)
     res = make_graph(nodes, edges, md)
     validate(res)
+    if isinstance(o.reset_timing, dict):
+        unknown = sorted(set(o.reset_timing) - set(g.nodes))
+        if unknown:
+            raise GraphError(f"ImportOptions.reset_timing names node(s) {unknown} that the graph does not have")
+    from snnc.passes.constant_drive import add_constant_drives
+
+    res = add_constant_drives(res)
+    check_loop_timing(res, o.loops)
     return res
 
 
@@ -531,7 +579,9 @@ def check_cuba_bias(graph: nir.NIRGraph) -> None:
                 b = getattr(graph.nodes[o], "bias", None)
                 if b is not None and np.any(np.asarray(b) != 0):
                     raise UnsupportedLayerError(f"node {o!r}: field 'bias' into CubaLIF {c.dst!r} is nonzero; NIR "
-                                                "filters a bias through the synaptic current, Lava adds it to v")
+                                                "filters a bias through the synaptic current, Lava adds it to v "
+                                                "(import the graph with snnc.frontend.nir_import: it lowers the "
+                                                "bias to a constant-drive input)")
 
 
 def import_graph(source: str | os.PathLike | nir.NIRGraph, options: ImportOptions | None = None) -> nir.NIRGraph:
@@ -541,37 +591,63 @@ def import_graph(source: str | os.PathLike | nir.NIRGraph, options: ImportOption
 
 
 def deployability(graph: nir.NIRGraph, options: ImportOptions | None = None) -> list[dict]:
-    """Per node: name, type, deployable (bool), reason (what it lowers to, or the named error)."""
+    """Per node: name, type, deployable (bool), reason (what it lowers to, or the named error). Nodes on a
+    recurrent loop say so: through one neuron layer the loop is exact (one step, as in the framework); through
+    more it is a ``RecurrentTimingError`` unless ``options.loops`` is "per_connection"."""
     o = options or ImportOptions()
     rows = []
     try:
         g = prepare(graph)
         graph_err = None
     except SnncError as e:
-        g, graph_err = flatten_subgraphs(_to_numpy(__import__("copy").deepcopy(graph))), str(e)
+        g, graph_err = flatten_subgraphs(_to_numpy(__import__("copy").deepcopy(graph))), f"{type(e).__name__}: {e}"
     dt = float(o.dt) if o.dt is not None else _infer_dt(g)
     outs = {s for s, d in g.edges if isinstance(g.nodes.get(d), nir.Output)}
-    cyc: set[str] = set()
-    if graph_err:
-        try:
-            cyc = {a for a, _ in nx.find_cycle(nx.DiGraph(list(map(tuple, g.edges))))}
-        except nx.NetworkXNoCycle:
-            pass
+    loop_note: dict[str, str] = {}
+    loop_err: dict[str, str] = {}
+    try:
+        cycles = list(nx.simple_cycles(nx.DiGraph(list(map(tuple, g.edges)))))
+    except Exception:  # noqa: BLE001 - a damaged graph: the per-node rows say what is wrong
+        cycles = []
+    for cyc in cycles:
+        layers = [n for n in cyc if isinstance(g.nodes.get(n), SPIKING + LEAKY + (nir.IF, nir.I))]
+        if layers:  # start the loop at a neuron layer
+            k = cyc.index(layers[0])
+            cyc = cyc[k:] + cyc[:k]
+        text = " -> ".join(cyc + [cyc[0]])
+        for n in cyc:
+            if not layers:
+                loop_err[n] = f"GraphError: cycle {text} passes through no neuron layer (an algebraic loop)"
+            elif len(layers) > 1 and o.loops == "exact":
+                loop_err[n] = (f"RecurrentTimingError: loop {text} goes through {len(layers)} neuron layers: snnc "
+                               f"takes {len(layers)} steps around it, the framework 1")
+            else:
+                loop_note[n] = (f"recurrent loop {text}: one step per connection"
+                                + (" (the framework's timing)" if len(layers) == 1 else ""))
     for name, node in g.nodes.items():
         row = {"name": name, "type": type(node).__name__}
         try:
-            low = lower_node(name, node, dt, o.discretisation, name in outs, o.reset)
-            if name in cyc:
-                raise GraphError(graph_err)
+            low = lower_node(name, node, dt, o.discretisation, name in outs, o.reset, o.reset_timing)
+            if name in loop_err:
+                raise _Refused(loop_err[name])
+            if graph_err and not isinstance(node, (nir.Input, nir.Output)):
+                raise _Refused(graph_err)
             if isinstance(node, nir.Threshold):
                 row["deployable"] = False
                 row["reason"] = ("float simulator only: a memoryless neuron needs dv = 4096, Lava's dv is 12-bit "
                                  "(max 4095)")
             else:
                 row["deployable"] = True
-                row["reason"] = low.note
+                row["reason"] = low.note + (f"; {loop_note[name]}" if name in loop_note else "")
+        except _Refused as e:
+            row["deployable"] = False
+            row["reason"] = str(e)
         except SnncError as e:
             row["deployable"] = False
             row["reason"] = f"{type(e).__name__}: {e}"
         rows.append(row)
     return rows
+
+
+class _Refused(Exception):
+    """A deployability row's reason that is already written out."""

@@ -15,6 +15,10 @@ Relays (frontend/residual.py) copy spikes and are left alone; the readout is not
 for paths of equal delay (after restructuring); an unbalanced shortcut reaches the readout earlier than the window
 assumes. Cost: one IF run per grid value and round per layer, on ``x`` for depth + T steps (ResNet-110, 128
 samples, T=32: about 40 s on one thread).
+Event streams: ``x`` may be sequences (N, T_in, *input), slice t at step t (``snnc.ir.sequence``); the ANN
+activations are then those of the sequences' time-average (the pipeline's ``calib_sequence``), so the pass corrects
+what a layer's spikes lose or gain to the stream's fluctuations (an IF neuron counts the running maximum of its
+summed input, not its mean).
 Units: float graph, threshold (activation) units; bias per step. Records ``snnc.threshold_factor``,
 ``snnc.bias_shift`` and ``snnc.calibration_mse`` (activation units squared) on each calibrated layer.
 """
@@ -24,7 +28,7 @@ import nir
 import numpy as np
 import torch
 from snnc.ir import conventions as cv
-from snnc.ir.chain import Synapse, batched_input
+from snnc.ir.chain import Synapse
 from snnc.ir.errors import GraphError
 from snnc.ir.graph import Graph, copy_graph, validate
 from snnc.ir.neuron import fire, step_float
@@ -58,10 +62,14 @@ def calibrate_layers(graph: Graph, x: np.ndarray, acts: dict[str, np.ndarray], s
         raise GraphError("calibrate_layers works on float graphs (before quantize)")
     if steps < 1:
         raise ValueError("calibrate_layers: steps must be >= 1")
+    from snnc.ir.sequence import input_series
+
     plan = build_plan(graph)
     g = copy_graph(graph)
     dev = torch.device("cpu")
-    xb = torch.as_tensor(batched_input(plan, x), dtype=torch.float64)
+    series = input_series(plan.shapes[plan.input], x, plan.input)
+    xb = torch.as_tensor(series.x, dtype=torch.float64)
+    shown = series.presented(steps)  # -1: a static frame on every step
     N = xb.shape[0]
     L = plan.depth + steps
     syn = [Synapse(g, plan, c, False, dev) for c in plan.connections]
@@ -83,8 +91,11 @@ def calibrate_layers(graph: Graph, x: np.ndarray, acts: dict[str, np.ndarray], s
         for i in plan.incoming[n]:
             c = plan.connections[i]
             bias = bias + syn[i].bias
-            if c.src == plan.input:
+            if c.src == plan.input and shown < 0:
                 a[1:] += syn[i].linear(xb)
+            elif c.src == plan.input:  # slice t arrives at step t + 1
+                a[1:shown + 1] += syn[i].linear(xb[:, :shown].transpose(0, 1).flatten(0, 1)).reshape(
+                    (shown, N) + shape)
             else:
                 s = spikes[c.src][:-1].to(torch.float64).flatten(0, 1)
                 a[1:] += scale[c.src] * syn[i].linear(s).reshape((L - 1, N) + shape)

@@ -15,7 +15,10 @@ Each synapse then gets weight_exp e and mantissas m, |m| <= 2**(bits-1) - 1, wit
 Conv synapses keep e >= bits - 9 (Lava's Conv has no exponent: its weights are W_eff, integers).
 Binary synapses (``snnc.binary``, passes/binarize.py) keep exactly two integer values +-K per scale group: per-layer
 alpha is folded into lam (alpha*lam = 2**k; m = +-1 in a 2-bit Dense field), per-channel alpha keeps mantissas +-m_c.
-Input: graded 8-bit spikes x_int = clip(round(x / s_x)), s_x = max|x_calib| / 127 (255 when x >= 0).
+  |v_init| * lam * 64 <= 0.9 * (2**23 - 1)                     the initial potential fits v (e.g. a constant
+      drive's hold-back, passes/constant_drive.py)
+Input: graded 8-bit spikes x_int = clip(round(x / s_x)), s_x = max|x_calib| / 127 (255 when x >= 0); binary
+calibration data (every value 0 or 1: events) gives 1-bit input, s_x = 1, which Lava sends as spikes.
 """
 from __future__ import annotations
 
@@ -208,18 +211,20 @@ def _quantize_synapses(g: Graph, n: str, weights: dict, originals: dict, lam: fl
 
 
 def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, calib: np.ndarray | None = None,
-                         ranges: dict[str, dict[str, float]] | None = None, input_bits: int = 8,
+                         ranges: dict[str, dict[str, float]] | None = None, input_bits: int | None = None,
                          v_margin: float = 0.9) -> tuple[Graph, QuantReport]:
     """Quantize a fused float graph; returns the integer graph and a per-layer report.
 
     weight_bits: 1..8 for every synapse, or {synapse name: bits}
-    calib: float inputs (N, ...) that set the input scale (max |x|, and whether x can be negative)
+    calib: float inputs (N, ...) or sequences (N, T, ...) that set the input scale (max |x|, and whether x can be
+        negative)
+    input_bits: bits of the integer input; None: 1 when every calibration value is 0 or 1 (binary events), else 8
     ranges: the float graph's observed ranges on calibration data, per neuron layer {"a": max |a + bias| per step,
         "v": max v before the reset (max |v| for the readout)}, float units: the pipeline's ``ranges`` stage
         (``snnc.backends.cpu.ranges.calibration_ranges``); None sizes potentials from the threshold alone."""
     if cv.graph_kind(graph) == cv.INTEGER:
         raise QuantizationError("graph is already an integer graph")
-    if not 1 <= int(input_bits) <= 16:
+    if input_bits is not None and not 1 <= int(input_bits) <= 16:
         raise QuantizationError(f"input bits must be 1..16 (Lava's graded spikes), got {input_bits}")
     plan = build_plan(graph)
     g = copy_graph(graph)
@@ -230,6 +235,9 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
         xmax, signed = (float(np.abs(calib).max()), bool(calib.min() < 0)) if calib.size else (1.0, True)
     else:
         xmax, signed = 1.0, True
+    if input_bits is None:
+        binary = calib is not None and calib.size > 0 and bool(np.all((calib == 0) | (calib == 1)))
+        input_bits, xmax = (1, 1.0) if binary else (8, xmax)
     if not np.isfinite(xmax) or xmax <= 0:
         xmax = 1.0
     if signed and input_bits < 2:
@@ -290,7 +298,10 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             # a spiking neuron's potential only needs theta + one step of input: above that it fires every step
             # whatever v is (an upward saturation cannot change its spikes while its input stays that high)
             obs_v = min(obs_v, theta + observed[n]["a"])
+        v_init_max = float(np.max(np.abs(cv.v_init(node, plan.shapes[n])))) if cv.V_INIT in (node.metadata or {}) \
+            else 0.0
         cands = {"a_in range (worst case)": cv.A_MAX / worst if worst > 0 else math.inf,
+                 "initial potential": v_margin * cv.A_MAX / v_init_max if v_init_max > 0 else math.inf,
                  "v range (observed)": v_margin * cv.A_MAX / obs_v if obs_v > 0 else math.inf,
                  "bias field": 2 * cv.BIAS_MANT_MAX / bias_sum if bias_sum > 0 else math.inf,
                  "bias onset pre-charge": v_margin * cv.A_MAX / onset if onset > 0 else math.inf}

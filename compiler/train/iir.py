@@ -110,13 +110,15 @@ class SpikingGraph(nn.Module):
             self.v_inits[key] = nn.Parameter(torch.as_tensor(cv.v_init(node, shape)), requires_grad=train_v_init)
 
     def forward(self, x: torch.Tensor, steps: int) -> torch.Tensor:
-        """x: (B, *input_shape) analog input presented every step; runs steps + depth steps; -> (B, n_out)."""
+        """x: (B, *input_shape) analog input presented every step, or a sequence (B, T_in, *input_shape), slice t at
+        step t (``snnc.ir.sequence``); runs steps + depth steps; -> (B, n_out)."""
         if steps < 1:
             raise ValueError("steps must be >= 1")
         p = self.plan
         dt = next(iter(self.weights.values())).dtype if len(self.weights) else torch.float64
         x = x.to(dt)
         B = x.shape[0]
+        shown = min(steps, x.shape[1]) if x.dim() == len(p.shapes[p.input]) + 2 else -1
         conn_bias = [syn(torch.zeros((1,) + tuple(p.shapes[c.src]), dtype=dt))[0]
                      for syn, c in zip(self._syn, p.connections)]
         bias = {n: sum((conn_bias[i] for i in p.incoming[n]), torch.zeros(p.shapes[n], dtype=dt))
@@ -142,8 +144,9 @@ class SpikingGraph(nn.Module):
                                        self.resets[n], spike=_triangle)
             if t == p.depth - 1:
                 v_before = v[p.readout]
+            xt = x if shown < 0 else (x[:, t] if t < shown else None)
             for i, c in enumerate(p.connections):
-                src = x if c.src == p.input else spikes[c.src]
+                src = xt if c.src == p.input else spikes[c.src]
                 buf[i] = None if src is None else self._syn[i](src) - conn_bias[i]
         return ((v[p.readout] - v_before) / steps).reshape(B, -1)
 
@@ -187,7 +190,8 @@ def finetune_few_steps(graph: Graph, x: np.ndarray, y: np.ndarray, steps: Sequen
     """Fine-tune the float ``graph`` at each T in ``steps`` (in order, each starting from the previous T's
     parameters; Adam + cross-entropy + cosine schedule, ``epochs`` per T); -> {T: trained float graph}.
 
-    x: (N, *input_shape) training inputs, y: (N,) int labels. ``log(T, epoch, loss, train_acc)`` per epoch."""
+    x: (N, *input_shape) training inputs, or sequences (N, T_in, *input_shape) (BPTT through the event streams),
+    y: (N,) int labels. ``log(T, epoch, loss, train_acc)`` per epoch."""
     x = np.asarray(x)
     y = np.asarray(y)
     if len(x) != len(y) or len(x) == 0:

@@ -201,17 +201,21 @@ def test_snntorch_graph_compiles_to_integer_and_lava(tmp_path):
         np.testing.assert_array_equal(sim.potentials, lav.potentials)
 
 
-def test_recurrent_rleaky_refused_by_name():
+def test_recurrent_rleaky_lowers_with_its_loop():
+    """snnTorch's RLeaky (a nested subgraph lif -> w_rec -> lif) lowers to a recurrent connection of one step;
+    ``inspect``'s deployability names the loop (spike for spike with snnTorch: tests/test_recurrent.py)."""
     import snntorch as snn
+    from snnc.ir.plan import build_plan
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), snn.RLeaky(beta=_per_neuron(3, 0.9), threshold=_per_neuron(3, 1.0),
                                                                 linear_features=3, init_hidden=True, output=True))
     g = _export(net, torch.randn(1, 4))
-    with pytest.raises(GraphError, match=r"recurrent edge: cycle .*1\.lif"):
-        lower(g)
+    plan = build_plan(lower(g))
+    assert plan.loops == [["1.lif"]]
+    assert [c.ops for c in plan.connections if c.recurrent] == [["1.w_rec"]]
     rows = {r["name"]: r for r in deployability(g)}
-    assert not rows["1.lif"]["deployable"] and "recurrent" in rows["1.lif"]["reason"]
+    assert rows["1.lif"]["deployable"] and "recurrent loop 1.lif -> 1.w_rec -> 1.lif" in rows["1.lif"]["reason"]
     assert rows["0"]["deployable"]
 
 
