@@ -9,7 +9,8 @@ threshold factor and a bias shift that bring its spike counts on the events to t
 frames). The SNN then runs on the event streams themselves, one slice per step. T is the stream's length: 30 steps
 is one round of the three saccades, 60, 90 and 150 two, three and five rounds
 (``snnc.data.digits_events(split, steps)``). Prints the ANN's accuracy on the mean frames and float-SNN and
-integer-SNN accuracy on the 360 test streams per T, and Lava's agreement with the integer simulator (spike for
+integer-SNN accuracy on the 360 test streams per T (with the integer graphs' potential saturations: the 24-bit
+v clamped, ``SimResult.events``), and Lava's agreement with the integer simulator (spike for
 spike) on the first ``--lava-samples`` test streams (T = 30). Writes out/events_cnn.pt, out/events.nir (the
 calibrated integer graph) and out/events_test.npz (x: (360, 30, 2, 10, 10), y) for the CLI."""
 from __future__ import annotations
@@ -70,21 +71,24 @@ def main(argv: list[str] | None = None) -> dict:
               f"-bit events) -> {out / 'events.nir'}")
     table = Table(title=f"digits-events CNN, {len(yte)} test streams")
     for col in ("T (steps)", "latency steps", "ANN (mean frame)", "float SNN", "integer SNN",
-                "float SNN, calibrated", "integer SNN, calibrated"):
+                "float SNN, calibrated", "integer SNN, calibrated", "integer v saturations per stream"):
         table.add_column(col, justify="right")
     rows = []
     for T in [int(s) for s in args.steps.split(",")]:
         x = xte if T == EVENT_STEPS else digits_events("test", steps=T)[0]
         ann = accuracy(model, x.mean(1), yte)
-        acc = {}
+        acc, sat = {}, {}
         for label, g in (("float", plain.float_graph), ("int", plain.int_graph), ("float_cal", c.float_graph),
                          ("int_cal", c.int_graph)):
             r = simulate(g, x, None, batch_size=len(x))
             acc[label] = r.accuracy(yte)
+            sat[label] = r.total_events()
         rows.append({"steps": T, "latency_steps": r.latency_steps, "ann_accuracy": ann,
-                     **{f"{k}_accuracy": v for k, v in acc.items()}})
+                     **{f"{k}_accuracy": v for k, v in acc.items()},
+                     "int_saturation_events": sat["int"], "int_cal_saturation_events": sat["int_cal"]})
         table.add_row(str(T), str(r.latency_steps), f"{ann:.4f}", f"{acc['float']:.4f}", f"{acc['int']:.4f}",
-                      f"{acc['float_cal']:.4f}", f"{acc['int_cal']:.4f}")
+                      f"{acc['float_cal']:.4f}", f"{acc['int_cal']:.4f}",
+                      f"{sat['int'] / len(x):.0f}, {sat['int_cal'] / len(x):.0f}")
     con.print(table)
     lava = None
     if args.lava_samples > 0:
