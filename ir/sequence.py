@@ -75,7 +75,8 @@ def input_series(in_shape: tuple, x: np.ndarray, input_node: str = "input") -> I
         if x.shape[1] < 1:
             raise DataError(f"input data is a sequence of 0 steps (shape {x.shape})")
         return InputSeries(check_samples(x), True)
-    raise DataError(f"input data has shape {tuple(x.shape)}; the graph's Input node {input_node!r} expects {s}, "
+    raise DataError(f"input data of shape {tuple(x.shape)} has per-sample shape {tuple(x.shape[1:])}; the graph's "
+                    f"Input node {input_node!r} expects {s}, "
                     f"so x must be (N, {', '.join(map(str, s))}) (static: one frame per sample, presented every "
                     f"step) or (N, T, {', '.join(map(str, s))}) (a sequence: one slice per step)")
 

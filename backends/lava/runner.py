@@ -2,8 +2,8 @@
 
 Samples run one at a time for ``steps + plan.depth`` steps each on one compiled network. A static frame is set
 into the input RingBuffer per sample; a sequence (``snnc.ir.sequence``) is laid out once, one slot per step of the
-whole run (sample i's slice t in slot i * latency + t, zeros after the presented slices), so nothing is set. At each sample start
-every neuron's u is 0 and v its initial value, and every Dense/Conv one-step buffer is empty (Lava's LIFReset
+whole run (sample i's slice t in slot i * latency + t, zeros after the presented slices), so nothing is set. At
+each sample start every neuron's u is 0 and v its initial value, and every Dense/Conv one-step buffer is empty (Lava's LIFReset
 is not equivalent: the synapse buffers would carry spikes across the sample boundary). snnc's SubtractLIF does
 this itself (``sample_steps``); for stock LIF layers and their incoming buffers the runner calls set(). Spikes
 come back through Extractors, one message per step; the readout potential is read after ``depth`` steps and at
@@ -151,10 +151,10 @@ def run_lava(graph: Graph, x: np.ndarray, steps: int | None = None, rasters: boo
     recorded (counts always, rasters when asked); ``record_final`` reads every layer's final u and v (slow:
     Lava moves Vars element by element). ``timeout_s`` bounds the whole call (compile included). Lava is always
     stopped. Raises BackendError when lava is missing or a process fails, DataError on a wrong input shape."""
-    plan0 = build_plan(graph)
-    series = input_series(plan0.shapes[plan0.input], x, plan0.input)  # shape, empty or NaN data: refused first
-    steps = series.run_steps(steps)
     import_lava()
+    plan0 = build_plan(graph)
+    series = input_series(plan0.shapes[plan0.input], x, plan0.input)  # shape, empty or NaN data: before any process
+    steps = series.run_steps(steps)
     from lava.magma.core.run_conditions import RunSteps
 
     t_start = time.perf_counter()
