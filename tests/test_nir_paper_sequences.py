@@ -9,7 +9,7 @@ paper's numpy reference (explicit Euler, v updated with the previous current). E
 was made for (the bias/zero file stores v_reset; the subtract one needs ImportOptions(reset="subtract")).
 The integer graphs equal Lava spike for spike; integer vs float agreement is printed.
 cnn_sinabs.nir (Sinabs, IF, N-MNIST 2 x 34 x 34): float vs integer on event sequences, integer vs Lava; the
-comparison with Sinabs itself needs Sinabs (nir <= 1.0.4): tests/interop/test_sinabs_events.py."""
+comparison with Sinabs itself needs Sinabs (nir <= 1.0.4): tests/interop/test_sinabs.py (``nox -s sinabs``)."""
 from __future__ import annotations
 
 import importlib.util
