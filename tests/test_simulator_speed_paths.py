@@ -223,7 +223,9 @@ def test_peak_memory_does_not_grow_with_steps():
     g4, g64, g64r = grow(4, False), grow(64, False), grow(64, True)
     grow_steps, grow_rasters = g64 - g4, g64r - g64
     per_step = 128 * 4096 * 4
-    assert grow_steps < 4 * per_step, (g4, g64, g64r)
+    # O(T) float storage would add 60 x per_step (120 MiB) from T=4 to T=64; the bound leaves room for allocator
+    # noise (growths of -9.6 to +10.3 MiB were seen between identical runs on a loaded machine)
+    assert grow_steps < 12 * per_step, (g4, g64, g64r)
     assert grow_rasters > 8 * per_step, (g4, g64, g64r)  # the measurement does see O(T) storage (bool rasters) when asked for
 
 
