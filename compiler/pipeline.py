@@ -38,7 +38,14 @@ class CompileOptions:
     weight_bits: 1..8 for every synapse, or {synapse name: bits}; input_bits: bits of the graded input spikes
         (1..16; 1 with non-negative data sends binary events; None, the default: 1 when every calibration value is
         0 or 1 -- events -- else 8)
-    calib_steps / calib_samples: the float range run that sizes the integer potentials (steps; samples)
+    calib_steps / calib_samples: the ranges that size the integer potentials are those of a calib_steps-step run
+        (on at most calib_samples samples; a calibration sequence's run lasts its own T)
+    ranges: how the ranges stage gets them. "run": the float range run of the graph on calib_samples samples for
+        calib_steps steps (cost samples x (steps + depth) x MACs in float64: minutes for VGG-16 at 256 x 64).
+        "ann": the ANN's pre-activations over all calibration data (recorded by the convert stage's one forward
+        pass) plus a probe, the float range run on probe_samples samples for probe_steps steps (ranges.py,
+        ``estimate_ranges``; torch sources with frame calibration data only). "auto" (default): "ann" where the
+        convert stage ran on frames and no binarized synapse changed the weights the ANN saw, else "run"
     bias_onset: pre-charge initial potentials so each layer's bias starts with its first input
     tune_steps: analytic threshold tuning for this T (None: off); restructure: balance residual delays
     calibrate_steps / calibrate_samples: layer calibration for this T (None: off) on that many samples
@@ -55,6 +62,9 @@ class CompileOptions:
     input_bits: int | None = None
     calib_steps: int = 64
     calib_samples: int = 256
+    ranges: str = "auto"
+    probe_samples: int = 2
+    probe_steps: int = 8
     bias_onset: bool = True
     tune_steps: int | None = None
     restructure: bool = False
@@ -101,6 +111,7 @@ class Context:
     int_graph: Graph | None = None
     report: QuantReport | None = None
     ranges: dict | None = None
+    ann: Any = None  # snnc.frontend.convert.AnnStats of the convert stage's ANN pass (torch sources)
     _acts: dict | None = None
 
     def __post_init__(self) -> None:
@@ -129,7 +140,7 @@ class Context:
         if x is not None:
             return layer_activations(self.source, x)
         if self._acts is None:
-            self._acts = layer_activations(self.source, self.ann_calib)
+            self._acts = self.ann.acts if self.ann is not None else layer_activations(self.source, self.ann_calib)
         return self._acts
 
 
@@ -138,9 +149,13 @@ def _convert(ctx: Context, g: Graph | None) -> Graph:
         from snnc.frontend.nir_import import import_graph
 
         return import_graph(ctx.source, ctx.options.import_options)
-    from snnc.frontend.convert import convert
+    from snnc.frontend.convert import calibration_stats, convert, trace
 
-    return convert(ctx.source, ctx.ann_calib, ctx.options.convert)
+    # one ANN pass over the calibration data: thresholds here, activations for tuning and layer calibration, and
+    # the pre-activation ranges the ranges stage starts from
+    ctx.ann = calibration_stats(trace(ctx.source.eval()), np.asarray(ctx.ann_calib, dtype=np.float32),
+                                ctx.options.convert.calib_batch)
+    return convert(ctx.source, ctx.ann_calib, ctx.options.convert, stats=ctx.ann)
 
 
 def _tune(ctx: Context, g: Graph) -> Graph:
@@ -187,16 +202,26 @@ def _binarize(ctx: Context, g: Graph) -> Graph:
 
 
 def _ranges(ctx: Context, g: Graph) -> Graph:
-    from snnc.backends.cpu.ranges import calibration_ranges
+    from snnc.backends.cpu.ranges import calibration_ranges, estimate_ranges
 
     from snnc.ir.plan import build_plan
     from snnc.ir.sequence import input_series
 
     o = ctx.options
+    if o.ranges not in ("auto", "ann", "run"):
+        raise DataError(f"option ranges must be 'auto', 'ann' or 'run', got {o.ranges!r}")
     plan = build_plan(g)
     x = np.asarray(ctx.calib[:o.calib_samples], dtype=np.float64)
     series = input_series(plan.shapes[plan.input], x, plan.input)  # a sequence's run lasts its T
-    ctx.ranges = calibration_ranges(g, x, None if series.sequence else o.calib_steps, plan=plan)
+    ann = ctx.ann is not None and not o.binarize and not series.sequence
+    if o.ranges == "ann" and not ann:
+        raise DataError("ranges='ann' needs the ANN's activations: a torch model compiled from the convert stage "
+                        "on frame calibration data (not sequences), without binarized synapses")
+    if ann and o.ranges != "run":
+        ctx.ranges = estimate_ranges(g, x, o.calib_steps, ctx.ann.pre_absmax, ctx.ann.OUTPUT, o.probe_samples,
+                                     o.probe_steps, plan=plan)
+    else:
+        ctx.ranges = calibration_ranges(g, x, None if series.sequence else o.calib_steps, plan=plan)
     return g
 
 

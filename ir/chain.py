@@ -178,6 +178,23 @@ class Synapse:
         return self(x) - self._bias_t
 
 
+def connection_bias(graph: Graph, plan: Plan, conn: Connection, integer: bool) -> np.ndarray:
+    """``Synapse(graph, plan, conn, integer, cpu).bias`` (float64, the target layer's shape) without building the
+    synapse: a chain of one Conv2d/Affine/Linear (and Flatten nodes) holds it as that node's bias, broadcast per
+    channel; other chains are built and run on a zero input."""
+    nodes = [graph.nodes[n] for n in conn.ops]
+    weighted = [nd for nd in nodes if not isinstance(nd, nir.Flatten)]
+    out = tuple(plan.shapes[conn.dst])
+    if len(weighted) == 1 and isinstance(weighted[0], (nir.Affine, nir.Linear, nir.Conv2d)):
+        nd = weighted[0]
+        c = int(np.shape(nd.weight)[0])
+        b = np.asarray(getattr(nd, "bias", 0.0), dtype=np.float64) * np.ones(c)
+        if isinstance(nd, nir.Conv2d):
+            return np.array(np.broadcast_to(b.reshape((c,) + (1,) * (len(out) - 1)), out))
+        return b.reshape(out).copy()
+    return Synapse(graph, plan, conn, integer, torch.device("cpu")).bias
+
+
 def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     """Graded input spikes of an integer graph: clip(round(x / snnc.input_scale)) to snnc.input_bits."""
     scale = cv.meta(graph, cv.INPUT_SCALE)

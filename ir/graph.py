@@ -359,8 +359,9 @@ def _check_integer_fields(graph: Graph) -> None:
             field, vals, lim = "weight", w, CONV_WEIGHT_MAX
         else:
             field, vals, lim = "weight (mantissa)", w / 2.0 ** int(cv.meta(node, cv.WEIGHT_EXP, 0)), DENSE_MANT_MAX
-        if vals.size and np.abs(vals).max() > lim:
-            raise GraphError(f"node {name!r}: field {field!r} holds {np.abs(vals).max():g}, beyond Lava's field "
+        vmax = max(float(vals.max()), -float(vals.min())) if vals.size else 0.0  # no |w| copy of large weights
+        if vmax > lim:
+            raise GraphError(f"node {name!r}: field {field!r} holds {vmax:g}, beyond Lava's field "
                              f"(|value| <= {lim}) in an integer graph")
         b = np.asarray(getattr(node, "bias", 0.0), dtype=np.float64)
         if b.size and (np.abs(b).max() > BIAS_MAX or np.any(b != np.round(b))):
@@ -390,11 +391,24 @@ def validate(graph: Graph) -> dict[str, tuple]:
     return shapes
 
 
-def copy_graph(graph: Graph) -> Graph:
-    """Deep copy (passes never mutate their input graph)."""
+def copy_graph(graph: Graph, share_arrays: bool = False) -> Graph:
+    """Deep copy (passes never mutate their input graph). ``share_arrays``: the nodes and their metadata dicts
+    are copies but their arrays are the input graph's, for passes that only ever assign new arrays (never write
+    into one): copying VGG-16's 230 MB of weights took as long as quantizing them."""
     import copy
 
-    return copy.deepcopy(graph)
+    if not share_arrays:
+        return copy.deepcopy(graph)
+    nodes = {}
+    for name, node in graph.nodes.items():
+        c = copy.copy(node)
+        if isinstance(getattr(node, "metadata", None), dict):
+            c.metadata = copy.deepcopy({k: v for k, v in node.metadata.items() if not isinstance(v, np.ndarray)})
+            c.metadata.update({k: v for k, v in node.metadata.items() if isinstance(v, np.ndarray)})
+        nodes[name] = c
+    from .nir_compat import make_graph
+
+    return make_graph(nodes, [tuple(e) for e in graph.edges], copy.deepcopy(dict(graph.metadata or {})))
 
 
 def read(path: str | os.PathLike) -> Graph:
@@ -404,8 +418,10 @@ def read(path: str | os.PathLike) -> Graph:
     return read_nir(path)
 
 
-def write(graph: Graph, path: str | os.PathLike) -> None:
-    """Write an NIR HDF5 file atomically (temporary file + rename): a failure never leaves a partial file."""
+def write(graph: Graph, path: str | os.PathLike, compress: bool | None = None) -> None:
+    """Write an NIR HDF5 file atomically (temporary file + rename): a failure never leaves a partial file.
+    compress: gzip the arrays (True), or not (False); None: gzip when they total at most ``nirfile.COMPRESS_BYTES``
+    (gzip writes about 50 MB/s here: VGG-16's 230 MB of integer weights take 6 s gzipped, 0.4 s plain)."""
     from .nirfile import write_nir
 
-    write_nir(graph, path)
+    write_nir(graph, path, compress)

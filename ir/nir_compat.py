@@ -65,8 +65,9 @@ def reset_from_file(stored: dict) -> tuple[str | None, np.ndarray | None]:
     return "subtract", None
 
 
-def write(path: str, graph: nir.NIRGraph) -> None:
-    """``nir.write`` with gzip where this nir compresses and the graph has no 0-d array (h5py cannot filter those)."""
+def write(path: str, graph: nir.NIRGraph, compress: bool = True) -> None:
+    """``nir.write``, with gzip when ``compress``, this nir compresses and the graph has no 0-d array (h5py cannot
+    filter those)."""
     if not _WRITE_COMPRESSION:
         nir.write(path, graph)
         return
@@ -75,4 +76,4 @@ def write(path: str, graph: nir.NIRGraph) -> None:
                    for v in d.values())
 
     scalar = has_scalar(graph.metadata or {}) or any(has_scalar(vars(n)) for n in graph.nodes.values())
-    nir.write(path, graph, compression=None if scalar else "gzip")
+    nir.write(path, graph, compression="gzip" if compress and not scalar else None)

@@ -1,5 +1,7 @@
 """The simulator's fast exact engine: bit-identical to the int64 reference on random graphs, every path covered
-(float32 / float64 connections, conv wrap, u wrap, v saturation, decays, zero reset), memory flat in T."""
+(float32 / float64 connections, conv wrap, u wrap, v saturation, decays, zero reset; on CIFAR-shaped graphs the
+planned kernels: pool-then-conv and pool-then-dense for fused kernels, int8 with the shift and bias folded in, and
+the same graphs with float32 kernels only), memory flat in T."""
 from __future__ import annotations
 
 import functools
@@ -13,6 +15,7 @@ import pytest
 import snnc
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from snnc.backends.cpu import exact_engine as ee
 from snnc.backends.cpu.simulator import Layer, simulate
 from snnc.ir import conventions as cv
@@ -62,7 +65,7 @@ def _assert_same(a, b):
             np.testing.assert_array_equal(a.rasters[n], b.rasters[n], err_msg=n)
 
 
-def _plans(g, x):
+def _plans(g, x, batch=None):
     plan = build_plan(g)
     dev = torch.device("cpu")
     syn = [Synapse(g, plan, c, True, dev) for c in plan.connections]
@@ -70,7 +73,8 @@ def _plans(g, x):
                         sum((syn[i].bias for i in plan.incoming[n]), np.zeros(plan.shapes[n])), dev)
               for n in plan.neurons}
     xin = quantize_input(g, x)
-    conns = ee.plan_connections(syn, plan, float(np.abs(xin).max()), dev)
+    conns = ee.plan_connections(syn, plan, float(np.abs(xin).max()), dev, in_nonneg=bool(xin.min() >= 0),
+                                batch=batch)
     return conns, ee.plan_layers(layers, plan, conns, dev)
 
 
@@ -156,7 +160,8 @@ def test_float32_bound_is_checked_per_connection():
         conns, _ = _plans(g, x)
         in_max = float(np.abs(quantize_input(g, x)).max())
         for c, cp in zip(plan.connections, conns):
-            if any(o[0] == "dense" for o in cp.ops) and c.src != plan.input:
+            assert cp.wrap == (cp.bound >= 2 ** 23 and cp.wexp is None)  # dense connections shift, never wrap
+            if cp.wexp is not None and c.src != plan.input:
                 continue  # the pooled dense head: covered by the bit-exact tests
             worst, _ = _worst_accumulator(g, plan, c, in_max if c.src == plan.input else 1.0,
                                           c.src != plan.input or bool(quantize_input(g, x).min() >= 0))
@@ -167,6 +172,106 @@ def test_float32_bound_is_checked_per_connection():
     for kind in ("big", "near"):
         assert any(dt == torch.float64 and w >= 2 ** 23 for (k, *_), (dt, w) in plan_dtypes.items() if k == kind)
     assert all(dt == torch.float32 for (k, *_), (dt, w) in plan_dtypes.items() if k == "plain")
+
+
+def _random_bn(m: nn.Module, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            n = mod.num_features
+            mod.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            mod.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            mod.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    return m.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def _cifar_graph(kind: str, seed: int = 0):
+    """A small CIFAR-shaped net (3x16x16 input) compiled with the default options: "vgg" has AvgPool2d -> conv
+    (fused into a 6x6 stride-2 kernel) and pool -> flatten -> linear (a dense over the unpooled map); "resnet" has
+    basic blocks (residual fan-in, a strided 1x1 shortcut, identity shortcuts) and a global pool -> linear."""
+    from snnc.zoo import BasicBlock
+
+    torch.manual_seed(seed)
+    bn = nn.BatchNorm2d
+    if kind == "vgg":
+        m = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1, bias=False), bn(6), nn.ReLU(),
+                          nn.Conv2d(6, 6, 3, padding=1, bias=False), bn(6), nn.ReLU(), nn.AvgPool2d(2),
+                          nn.Conv2d(6, 8, 3, padding=1, bias=False), bn(8), nn.ReLU(), nn.AvgPool2d(2),
+                          nn.Flatten(), nn.Linear(8 * 4 * 4, 12), nn.ReLU(), nn.Linear(12, 5))
+    else:
+        m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), bn(8), nn.ReLU(), BasicBlock(8, 8),
+                          BasicBlock(8, 12, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5))
+    m = _random_bn(m, seed)
+    x = np.random.default_rng(seed).standard_normal((16, 3, 16, 16)).astype(np.float32)
+    return snnc.compile(m, x, calib_steps=16).int_graph, x[:11]
+
+
+@pytest.mark.parametrize("kind", ["vgg", "resnet"])
+@pytest.mark.parametrize("int8", [None, False])
+def test_planned_kernels_bit_exact_on_cifar_shaped_graphs(kind, int8):
+    """Pool-then-op and the int8 kernels (int8=None: where they run here) against the int64 reference, with a
+    ragged last batch (the int8 kernels are prepared for the first batch's size)."""
+    from snnc.backends.cpu import kernels as kn
+
+    g, x = _cifar_graph(kind)
+    prev = kn.use_int8(int8)
+    try:
+        fast = simulate(g, x, 10, batch_size=4, rasters=True, engine="fast")
+        conns, layers = _plans(g, x, batch=4)
+    finally:
+        kn.use_int8(prev)
+    _assert_same(fast, simulate(g, x, 10, batch_size=4, rasters=True, engine="reference"))
+    assert sum(int(c.sum()) for c in fast.spike_counts.values()) > 0
+    ops = [c.ops[-1][1] for c in conns if c.ops and c.ops[-1][0] == "w"]
+    if kind == "vgg":  # the fused 6x6/2 conv and the pooled dense run as pool-then-op
+        assert any(op.pool == 2 and op.kind == "conv" for op in ops) and any(op.pool > 1 and op.kind == "dense"
+                                                                             for op in ops)
+    else:
+        assert any(op.pool == 8 and op.kind == "dense" for op in ops)  # global pool -> linear
+    if int8 is False or not kn.int8_available(torch.device("cpu")):
+        assert not any(c.int8 for c in conns)
+    else:
+        assert all(c.int8 for c in conns if c.src != build_plan(g).input)
+        assert any(c.scaled for c in conns) and any(L.bias_conn is not None for L in layers.values())
+
+
+def test_factored_kernels_equal_the_fused_ones():
+    """factor_conv / factor_dense on block-constant integer weights reproduce the fused op exactly; a weight that
+    is not block-constant is not factored."""
+    from snnc.backends.cpu import kernels as kn
+
+    g = torch.Generator().manual_seed(0)
+    small = torch.randint(-50, 51, (5, 4, 3, 3), generator=g).double()
+    fused = small.repeat_interleave(2, 2).repeat_interleave(2, 3)  # (5, 4, 6, 6), constant on 2x2 blocks
+    p = dict(stride=(2, 2), padding=(2, 2), dilation=(1, 1), groups=1)
+    x = (torch.rand(3, 4, 12, 12, generator=g) < 0.4).double()
+    s, ws, ps = kn.factor_conv(fused, p, (12, 12))
+    op = kn.Weighted("conv", s, ws, ps)
+    assert s == 2 and torch.equal(kn.run_weighted(op, x), F.conv2d(x, fused, None, 2, 2))
+    op8 = kn.Weighted("conv", s, ws, ps)
+    if kn.int8_available(torch.device("cpu")):
+        assert kn.plan_int8(op8, (4, 6, 6), 3, 4.0)
+        x8 = x.to(torch.uint8).contiguous(memory_format=torch.channels_last)
+        assert torch.equal(kn.run_weighted(op8, x8).double(), F.conv2d(x, fused, None, 2, 2))
+    bad = fused.clone()
+    bad[0, 0, 0, 1] += 1
+    assert kn.factor_conv(bad, p, (12, 12)) is None
+    wd = torch.randint(-9, 10, (7, 4, 3, 3), generator=g).double()
+    dense = wd.repeat_interleave(4, 2).repeat_interleave(4, 3).reshape(7, -1)  # over a (4, 12, 12) map
+    s, w_s = kn.factor_dense(dense, (4, 12, 12))
+    assert s == 4 and torch.equal(w_s, wd.reshape(7, -1))
+    assert kn.factor_dense(dense + (torch.arange(dense.numel()).reshape(dense.shape) == 5), (4, 12, 12)) is None
+
+
+def test_int8_weight_split():
+    from snnc.backends.cpu import kernels as kn
+
+    for w, g in (([-127.0, 4.0], 1.0), ([-128.0, 4.0], 2.0), ([8.0 * 127, -24.0], 8.0), ([0.0, 0.0], 1.0)):
+        m, gg = kn.int8_weight(torch.tensor(w))
+        assert gg == g and torch.equal(m.double() * gg, torch.tensor(w, dtype=torch.float64))
+    assert kn.int8_weight(torch.tensor([255.0, 1.0])) is None  # needs g = 4, which does not divide 1
 
 
 def test_auto_engine_matches_reference_on_cli_defaults():

@@ -30,13 +30,15 @@ connection: O(B x neurons), independent of T (rasters excepted).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from snnc.ir import conventions as cv
 from snnc.ir.neuron import EventCounter, decay, fire_, wrap_current
+
+from . import kernels as kn
 
 V_LIM = float(cv.V_MAX)  # 2**23 - 1
 U_MAX = float(2 ** 23)
@@ -53,11 +55,19 @@ class ConnPlan:
     index: int
     src: str
     dst: str
-    ops: list  # ("reshape", shape) | ("flat_cl",) | ("conv", w, params) | ("pool", params) | ("dense", w, wexp)
+    ops: list  # ("reshape", shape) | ("pool", params) | ("w", kernels.Weighted): the weighted op, last
     bound: float  # max |accumulator| over outputs and inputs (before the dense shift)
     a_bound: float  # max |a| delivered to the neuron (after shift / wrap)
     dtype: torch.dtype
     wrap: bool  # conv/pool output may leave [-2**23, 2**23): apply Lava's wrap and count it
+    wexp: int | None = None  # dense connections: Lava's weight exponent (a = acc << wexp, floored for < 0)
+    scaled: bool = False  # the int8 kernel delivers 64 a (a << 6, any dense shift included), see plan_layers
+    int8_ready: bool = False  # the weights split into int8 (plan_connections); plan_layers prepares the kernel
+
+    @property
+    def int8(self) -> bool:
+        """The weighted op runs on the int8 kernel (its input: uint8 spikes)."""
+        return bool(self.ops) and self.ops[-1][0] == "w" and self.ops[-1][1].int8 is not None
 
 
 @dataclass
@@ -80,6 +90,7 @@ class LayerPlan:
     vth_min: float = math.inf  # smallest threshold << 6 (-inf disables the no-spike shortcut)
     vmin6: torch.Tensor | float | None = None  # potential floor (v units); None: no floor
     vmin_max: float = -math.inf  # largest floor value: a batch whose min(v) is >= it needs no clamp
+    bias_conn: int | None = None  # the incoming connection whose int8 kernel also adds bias6 (plan_layers)
 
 
 def supported(layers: dict) -> bool:
@@ -93,68 +104,99 @@ def _chain(x: torch.Tensor, ops: list) -> torch.Tensor:
     for op in ops:
         if op[0] == "reshape":
             x = x.reshape((x.shape[0],) + tuple(op[1]))
-        elif op[0] == "flat_cl":  # a channels-last (B, C, H, W) tensor as (B, H*W*C): a view
-            x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-        elif op[0] == "conv":
-            p = op[2]
-            x = F.conv2d(x.contiguous(memory_format=_CL), op[1], None, stride=p["stride"], padding=p["padding"],
-                         dilation=p["dilation"], groups=p["groups"])
         elif op[0] == "pool":
             p = op[1]
             x = F.avg_pool2d(x, p["kernel_size"], p["stride"], p["padding"], count_include_pad=True,
                              divisor_override=1)
-        elif op[0] == "dense":  # op[1]: (out, in); W @ x.T is the faster GEMM shape for few outputs
-            x = (op[1] @ x.reshape(x.shape[0], -1).T).T
+        elif op[0] == "w":
+            x = kn.run_weighted(op[1], x)
+        elif op[0] == "conv":  # the unplanned form (bounds): op = ("conv", w, params)
+            p = op[2]
+            x = F.conv2d(x, op[1], None, stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
+                         groups=p["groups"])
+        elif op[0] == "dense":
+            x = x.reshape(x.shape[0], -1) @ op[1].T
     return x
 
 
-def plan_connections(syns: list, plan, in_max: float, dev: torch.device, in_nonneg: bool = False) -> list[ConnPlan]:
-    """Per connection: its bound, dtype and wrap flag. The bound runs the chain on a max-valued input with the
-    positive and the negative weights separately when the input is >= 0 (spikes; unsigned graded input): every
-    partial sum then lies in [-sum|W-| * max, sum W+ * max]; with signed input, on |W|."""
+def plan_connections(syns: list, plan, in_max: float, dev: torch.device, in_nonneg: bool = False,
+                     batch: int | None = None) -> list[ConnPlan]:
+    """Per connection: its weighted op planned (``kernels``: pool-then-op where the weights factor), its bound,
+    dtype and wrap flag, and the int8 kernel where it is exact (``batch`` sizes it). The bound runs the planned
+    chain on a max-valued input with the positive and the negative weights separately when the input is >= 0
+    (spikes; unsigned graded input): every partial sum then lies in [-sum|W-| * max, sum W+ * max]; with signed
+    input, on |W|. A factored op's products w * sum(x over a block) are each the sum of the fused op's products
+    w * x over that block, all of one sign: the same bound covers every partial sum of either form."""
     out = []
+    int8_ok = kn.int8_available(dev)
     for i, (syn, c) in enumerate(zip(syns, plan.connections)):
-        ops_abs, ops_neg, ops, wexp = [], [], [], 0
+        ops, wexp = [], None
+        src_shape = tuple(plan.shapes[c.src])
         for st in syn.steps:
-            nonneg = in_nonneg or c.src != plan.input
             if st[0] in ("reshape", "pool"):
-                ops_abs.append(st[:2])
-                ops_neg.append(st[:2])
                 ops.append(st[:2])
-            elif st[0] in ("conv", "dense_int"):
-                w = st[1].to(torch.float64)
-                wp, wn = (w.clamp(min=0), (-w).clamp(min=0)) if nonneg else (w.abs(), w.abs())
-                kind = "conv" if st[0] == "conv" else "dense"
-                extra = (st[3],) if kind == "conv" else ()
-                ops_abs.append((kind, wp.cpu()) + extra)
-                ops_neg.append((kind, wn.cpu()) + extra)
-                ops.append((kind, w) + extra)
-                if kind == "dense":
-                    wexp = int(st[2])
-        src_shape = plan.shapes[c.src]
-        smax = in_max if c.src == plan.input else 1.0
-        probe = torch.full((1,) + tuple(src_shape), smax, dtype=torch.float64)
-        bound = max(float(_chain(probe, ops_abs).max()), float(_chain(probe, ops_neg).max())) \
-            if probe.numel() else 0.0
-        is_dense = any(o[0] == "dense" for o in ops)
-        wrap = (not is_dense) and bound >= U_MAX
-        if is_dense:
-            a_bound = math.ceil(bound * 2.0 ** wexp)
-        else:
-            a_bound = min(bound, U_MAX)
+            elif st[0] == "conv":
+                ops.append(("conv", st[1].to(torch.float64).cpu(), st[3]))
+            elif st[0] == "dense_int":
+                ops.append(("dense", st[1].to(torch.float64).cpu()))
+                wexp = int(st[2])
+        ops = _plan_weighted(ops, src_shape)
+        nonneg = in_nonneg or c.src != plan.input
+        probe = torch.full((1,) + src_shape, in_max if c.src == plan.input else 1.0, dtype=torch.float64)
+        bound = max(float(_chain(probe, _signed(ops, 1, nonneg)).max()),
+                    float(_chain(probe, _signed(ops, -1, nonneg)).max())) if probe.numel() else 0.0
+        wrap = wexp is None and bound >= U_MAX
+        a_bound = math.ceil(bound * 2.0 ** wexp) if wexp is not None else min(bound, U_MAX)
         dtype = torch.float32 if bound < U_MAX else torch.float64
         if bound >= F64_EXACT:
             raise OverflowError(f"connection {c.src!r} -> {c.dst!r}: accumulator bound {bound:.3g} >= 2**53")
-        ops = [(o[0], _fmt(o[1].to(device=dev, dtype=dtype)), o[2]) if o[0] == "conv" else
-               ("dense", o[1].to(device=dev, dtype=dtype), wexp) if o[0] == "dense" else o for o in ops]
-        if c.src != plan.input and len(src_shape) == 3 and len(ops) == 2 and ops[0][0] == "reshape" \
-                and ops[1][0] == "dense":
-            # a channels-last state flattens for free in (H, W, C) order: permute the weight columns to match
-            w = ops[1][1]
-            w = w.reshape((w.shape[0],) + tuple(src_shape)).permute(0, 2, 3, 1).reshape(w.shape[0], -1)
-            ops = [("flat_cl",), ("dense", w.contiguous(), wexp)]
-        out.append(ConnPlan(i, c.src, c.dst, ops, bound, float(a_bound), dtype, wrap))
+        int8 = False
+        if ops and ops[-1][0] == "w":
+            op = ops[-1][1]
+            op.w = _fmt(op.w.to(device=dev, dtype=dtype)) if op.kind == "conv" else \
+                op.w.to(device=dev, dtype=dtype).contiguous()
+            if int8_ok and dtype == torch.float32 and c.src != plan.input and batch and op.pool ** 2 <= 255:
+                op.quant = kn.int8_weight(op.w)  # 0/1 spikes in (sum-pooled: at most pool**2)
+                op.batch = batch
+                int8 = op.quant is not None
+        out.append(ConnPlan(i, c.src, c.dst, ops, bound, float(a_bound), dtype, wrap, wexp, int8_ready=int8))
     return out
+
+
+def _signed(ops: list, sign: int, nonneg: bool) -> list:
+    """The chain with its weights w replaced by max(sign * w, 0) (nonneg input) or |w| (the bound probes)."""
+    def f(w: torch.Tensor) -> torch.Tensor:
+        return (sign * w).clamp(min=0) if nonneg else w.abs()
+    return [("w", replace(o[1], w=f(o[1].w), int8=None)) if o[0] == "w" else
+            (o[0], f(o[1])) + tuple(o[2:]) if o[0] in ("conv", "dense") else o for o in ops]
+
+
+def _plan_weighted(ops: list, src_shape: tuple) -> list:
+    """The chain's ops (float64 weights) with its weighted op (conv or dense, last) as a ``kernels.Weighted``,
+    factored into sum-pool then op where the weights allow; other chains (pool only, reshapes) as they are."""
+    kinds = [o[0] for o in ops]
+    if not ops or kinds[-1] not in ("conv", "dense") or any(k != "reshape" for k in kinds[:-1]):
+        return ops
+    last = ops[-1]
+    w, pool, params, pre = last[1], 1, None, []
+    if last[0] == "conv":
+        if len(kinds) != 1 or len(src_shape) != 3:
+            return ops
+        params = last[2]
+        f = kn.factor_conv(w, params, src_shape[1:])
+        if f is not None:
+            pool, w, params = f
+        in_shape = (src_shape[0], src_shape[1] // pool, src_shape[2] // pool)
+    elif len(src_shape) == 3:  # a dense over a channels-last (C, H, W) state flattened, maybe pooled first
+        f = kn.factor_dense(w, src_shape)
+        if f is not None:
+            pool, w = f
+        c, h, wd = src_shape[0], src_shape[1] // pool, src_shape[2] // pool
+        w = w.reshape(w.shape[0], c, h, wd).permute(0, 2, 3, 1).reshape(w.shape[0], -1)  # columns in (H, W, C)
+        in_shape = (c * h * wd,)
+    else:
+        pre, in_shape = list(ops[:-1]), (math.prod(src_shape),)
+    return pre + [("w", kn.Weighted(last[0], pool, w.contiguous(), params, in_shape=in_shape))]
 
 
 def plan_layers(layers: dict, plan, conns: list[ConnPlan], dev: torch.device) -> dict[str, LayerPlan]:
@@ -181,7 +223,33 @@ def plan_layers(layers: dict, plan, conns: list[ConnPlan], dev: torch.device) ->
                            vth_min=-math.inf if L.vth6 is None else float(L.vth6.min()),
                            vmin6=_per_layer(vmin6, dev, dt),
                            vmin_max=-math.inf if vmin6 is None else float(vmin6.max()))
+        _plan_int8(out[n], conns, bias6, f32 and not general and not u_check)
     return out
+
+
+def _plan_int8(L: LayerPlan, conns: list[ConnPlan], bias6: torch.Tensor, fold: bool) -> None:
+    """Prepare the int8 kernels of a layer's incoming connections (those whose weights split, plan_connections).
+    ``fold`` (a float32 layer on the simple path: 64 A < 2**23, so |64 a| < 2**23): each kernel delivers 64 a
+    instead of a (w_scale times 64, times 2**wexp for a dense shift >= 0) and the first incoming kernel also adds
+    bias6 (one value per output channel; the module docstring's order of additions holds: bias6 joins the first
+    addend, computed exactly inside the kernel as |64 a_1| + |bias6| < 2**24). Saves one pass over v per
+    connection and step (the alpha-64 add and the bias add)."""
+    for k, i in enumerate(L.incoming):
+        c = conns[i]
+        if not c.int8_ready:
+            continue
+        op = c.ops[-1][1]
+        scale, bias = 1.0, None
+        if fold and (c.wexp is None or c.wexp >= 0):
+            scale = 64.0 * 2.0 ** (c.wexp or 0)
+            if k == 0 and L.bias6 is not None:
+                per_ch = bias6.to(torch.float64).reshape(bias6.shape[0], -1)
+                if bool((per_ch == per_ch[:, :1]).all()):
+                    bias = per_ch[:, 0]
+        if kn.plan_int8(op, op.in_shape, op.batch, float(op.pool * op.pool), scale, bias):
+            c.scaled = scale != 1.0
+            if bias is not None:
+                L.bias_conn = i
 
 
 def _per_layer(t: torch.Tensor | None, dev: torch.device, dt: torch.dtype) -> torch.Tensor | float | None:
@@ -223,7 +291,13 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
     u = {n: torch.zeros_like(v[n]) for n, L in lp.items() if L.u_wrap_possible}
     spk = {n: _fmt(torch.zeros((B,) + tuple(plan.shapes[n]), dtype=torch.float32, device=dev))
            for n, L in lp.items() if not L.readout}
-    cnt = {n: torch.zeros_like(spk[n]) for n in spk}
+    # layers feeding an int8 kernel convert their spikes to uint8 once per step and count them in uint8 (added
+    # into int32 every 255 steps: one byte per neuron instead of a float32 read-modify-write); others in float32
+    to8 = {c.src for c in conns if c.int8}
+    cnt = {n: torch.zeros_like(spk[n]) for n in spk if n not in to8}
+    cnt8 = {n: torch.zeros_like(spk[n], dtype=torch.uint8) for n in spk if n in to8}
+    cnt32 = {n: torch.zeros_like(spk[n], dtype=torch.int32) for n in cnt8}
+    since8 = {n: 0 for n in cnt8}
     buf: list[torch.Tensor | None] = [None] * len(conns)
     x_const = {}
     for c in conns:  # the input connection's output is the same every step: compute it once
@@ -240,6 +314,7 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
     # CPU: a layer none of whose neurons fired this step (known from the min/max check) skips its reset and its
     # outgoing GEMM/conv (they would deliver exactly 0); on CUDA that check would cost a host sync
     silent = {n: None for n in spk}
+    s8: dict[str, torch.Tensor] = {}
     for t in range(latency):
         for n, L in lp.items():
             vn = v[n]
@@ -264,11 +339,15 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
                     vn.add_(a, alpha=64)
             elif t > 0 and n in drive:  # constant input drive 64 a + bias6, one exact addend (see the proof)
                 vn.add_(drive[n])
-            else:
+            else:  # in incoming order (the docstring's proof); a scaled buffer holds 64 a (+ bias6: bias_conn)
                 for i in L.incoming:
                     if buf[i] is not None:
-                        vn.add_(buf[i], alpha=64)
-            if L.bias6 is not None and not (t > 0 and n in drive):
+                        if conns[i].scaled:
+                            vn.add_(buf[i])
+                        else:
+                            vn.add_(buf[i], alpha=64)
+            if L.bias6 is not None and not (t > 0 and n in drive) and \
+                    (L.bias_conn is None or buf[L.bias_conn] is None):
                 vn.add_(L.bias6)
             over = counter.out_of_range((n, "v_saturate"), vn, -V_LIM, V_LIM) is not False
             if L.vmin6 is not None and counter.last_min < L.vmin_max:  # floor: v = max(clip(v), v_min << 6)
@@ -294,7 +373,16 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
                 continue
             silent[n] = False
             fire_(vn, L.vth6, L.reset_zero, s)  # exact: s is 0/1, vth << 6 < 2**23 (floor applied above)
-            cnt[n].add_(s)
+            if n in cnt8:
+                s8[n] = s.to(torch.uint8)
+                cnt8[n].add_(s8[n])
+                since8[n] += 1
+                if since8[n] == 255:
+                    cnt32[n].add_(cnt8[n])
+                    cnt8[n].zero_()
+                    since8[n] = 0
+            else:
+                cnt[n].add_(s)
             if rast is not None:
                 rast[n][t, sl] = s.to(torch.bool).cpu().numpy()
         if t == plan.depth - 1 and v_before is None:
@@ -308,13 +396,19 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
                 buf[c.index] = None  # a readout emits no spikes; a silent layer delivers exactly 0
             else:
                 s = spk[c.src]
-                buf[c.index] = _deliver(c, s if c.dtype == torch.float32 else s.to(c.dtype), counter, 1)
+                if c.int8:  # uint8 spikes for the int8 kernel, converted once per layer and step (above)
+                    s = s8[c.src]
+                elif c.dtype != torch.float32:
+                    s = s.to(c.dtype)
+                buf[c.index] = _deliver(c, s, counter, 1)
+        s8 = {}
     vr = v[ro]
     if v_before is None:
         v_before = lp[ro].v0.expand_as(vr)
     diff = (vr.to(torch.float64) - v_before.to(torch.float64)).cpu().numpy()
-    return BatchResult(diff, vr.to(torch.int64).cpu().numpy(),
-                       {n: c.to(torch.int32).cpu().numpy() for n, c in cnt.items()})
+    counts = {n: c.to(torch.int32).cpu().numpy() for n, c in cnt.items()}
+    counts.update({n: cnt32[n].add_(cnt8[n]).cpu().numpy() for n in cnt8})
+    return BatchResult(diff, vr.to(torch.int64).cpu().numpy(), counts)
 
 
 def _input_feed(c: ConnPlan, xseq: torch.Tensor, t: int, shown: int, counter: EventCounter) -> torch.Tensor | None:
@@ -331,8 +425,10 @@ def _input_feed(c: ConnPlan, xseq: torch.Tensor, t: int, shown: int, counter: Ev
 def _deliver(c: ConnPlan, x: torch.Tensor, counter: EventCounter, times: int) -> torch.Tensor:
     """Connection output a (exact integers in c.dtype): conv/pool wrapped to 24 bits, dense shifted."""
     y = _chain(x, c.ops)
-    if c.ops and c.ops[-1][0] == "dense":
-        e = c.ops[-1][2]
+    if c.scaled:  # the int8 kernel delivered 64 a (shift included): exact, no wrap possible (a float32 layer)
+        return y
+    if c.wexp is not None:
+        e = c.wexp
         if e > 0:
             y = y * float(2 ** e)
         elif e < 0:

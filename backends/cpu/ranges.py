@@ -1,5 +1,13 @@
-"""The float range run of quantize, layer by layer: the ranges ``simulate(graph, x, steps, track_ranges=True)``
-records, bit for bit, computed faster (the pipeline's calibration stage hands them to ``quantize``)."""
+"""The ranges quantize sizes the integer potentials from, per neuron layer (the pipeline's ``ranges`` stage):
+
+- ``calibration_ranges``: the float range run, layer by layer: the ranges ``simulate(graph, x, steps,
+  track_ranges=True)`` records, bit for bit, computed faster. Its cost is samples x (steps + depth) x the graph's
+  MACs per step, in float64: VGG-16 for 32x32 over 256 samples x 64 steps is about 40 TMAC (minutes).
+- ``probe_ranges``: the same quantities from a float32 run on the engine's planned kernels (pool-then-conv where a
+  fused kernel factors: 1/1.6 of the fused MACs on VGG-16, and float32 instead of float64), not bit-equal to
+  ``simulate``: a probe on a few samples.
+- ``estimate_ranges``: the ANN's pre-activations over all calibration samples (one forward each, recorded by the
+  convert stage) combined with a probe."""
 from __future__ import annotations
 
 import math
@@ -14,6 +22,7 @@ from snnc.ir.graph import Graph
 from snnc.ir.neuron import fire, step_float
 from snnc.ir.plan import Plan, build_plan
 
+from . import kernels as kn
 from .simulator import Layer, batches, simulate
 
 BLOCK_BYTES = 1 << 20  # float64 bytes of one layer's (steps x batch x neurons) block: stays in cache
@@ -203,3 +212,133 @@ def calibration_ranges(graph: Graph, x: np.ndarray, steps: int | None, batch_siz
             for m, sp in spk.items():
                 last[m] = sp[-1]
     return {n: {"a": rng_a[n], "v": rng_v[n]} for n in plan.neurons}
+
+
+def _float_kernel(syn: Synapse, src_shape: tuple) -> kn.Weighted | None:
+    """A fused float connection's one weighted op (conv, or dense after an optional flatten) as a float32
+    ``kernels.Weighted``, factored into pool-then-op where its weights allow; None for any other chain."""
+    core = [st for st in syn.steps if st[0] not in ("add", "reshape")]
+    if len(core) != 1 or core[0][0] not in ("conv", "matmul"):
+        return None
+    if core[0][0] == "conv":
+        _, w, _, p = core[0]
+        if len(src_shape) != 3 or any(st[0] == "reshape" for st in syn.steps):
+            return None
+        f = kn.factor_conv(w, p, src_shape[1:])
+        pool, w, p = f if f is not None else (1, w, p)
+        return kn.Weighted("conv", pool, w.to(torch.float32).contiguous(memory_format=torch.channels_last), p)
+    w = core[0][1]
+    if len(src_shape) == 3:  # flattened (C, H, W) source: columns reordered for the channels-last flatten
+        f = kn.factor_dense(w, src_shape)
+        pool, w = f if f is not None else (1, w)
+        c, h, wd = src_shape[0], src_shape[1] // pool, src_shape[2] // pool
+        w = w.reshape(w.shape[0], c, h, wd).permute(0, 2, 3, 1).reshape(w.shape[0], -1)
+        return kn.Weighted("dense", pool, w.to(torch.float32).contiguous(), None)
+    if len(src_shape) != 1:
+        return None
+    return kn.Weighted("dense", 1, w.to(torch.float32).contiguous(), None)
+
+
+def probe_ranges(graph: Graph, x: np.ndarray, steps: int, plan: Plan | None = None) -> dict[str, dict[str, float]]:
+    """The ranges of ``calibration_ranges`` (same definitions, float units) from a float32 run of the float graph
+    on ``x`` (all samples in one batch) for ``steps`` + depth steps, with the same dynamics (``snnc.ir.neuron``'s
+    float IF kernel, one step of delay per connection) and connections on ``kernels`` (pool-then-op, channels-last
+    float32). Not bit-equal to ``simulate`` (float32, other summation orders): a probe for ``estimate_ranges``.
+    Graphs with other layers than IF/I go to ``calibration_ranges``."""
+    plan = build_plan(graph) if plan is None else plan
+    if cv.graph_kind(graph) == cv.INTEGER or not all(isinstance(graph.nodes[n], (nir.IF, nir.I)) for n in plan.neurons):
+        return calibration_ranges(graph, x, steps, plan=plan)
+    dev, f32, cl = torch.device("cpu"), torch.float32, torch.channels_last
+    x = batched_input(plan, x)
+    syn = [Synapse(graph, plan, c, False, dev) for c in plan.connections]
+    ops = [_float_kernel(s, tuple(plan.shapes[c.src])) for s, c in zip(syn, plan.connections)]
+
+    def fmt(t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous(memory_format=cl) if t.dim() == 4 else t
+
+    def deliver(i: int, src: torch.Tensor) -> torch.Tensor:
+        if ops[i] is None:
+            return syn[i].linear(src.to(torch.float64)).to(f32)
+        return fmt(kn.run_weighted(ops[i], fmt(src)))
+
+    B = x.shape[0]
+    const = {}
+    for n in plan.neurons:
+        bias = sum((syn[i].bias for i in plan.incoming[n]), np.zeros(plan.shapes[n]))
+        L = Layer(n, graph.nodes[n], plan.shapes[n], False, bias, dev)
+        r = L.r.to(f32)
+        const[n] = dict(r=None if bool((r == 1).all()) else fmt(r.unsqueeze(0)), bias=fmt(L.bias.to(f32).unsqueeze(0)),
+                        vth=None if L.vth is None else fmt(L.vth.to(f32).unsqueeze(0)),
+                        vmin=None if L.vmin is None else fmt(L.vmin.to(f32).unsqueeze(0)), reset=L.reset,
+                        v0=fmt(L.v0.to(f32).expand((B,) + tuple(plan.shapes[n])).clone()))
+        const[n]["br"] = const[n]["bias"] if const[n]["r"] is None else const[n]["bias"] * const[n]["r"]
+    xb = fmt(torch.as_tensor(x, dtype=f32))
+    xin = {i: deliver(i, xb) for i, c in enumerate(plan.connections) if c.src == plan.input}
+    v = {n: const[n]["v0"] for n in plan.neurons}
+    buf: list = [None] * len(plan.connections)
+    spk: dict = {}
+    rng_a = {n: 0.0 for n in plan.neurons}
+    rng_v = {n: 0.0 for n in plan.neurons}
+    with torch.no_grad():
+        for t in range(steps + plan.depth):
+            for n in plan.neurons:
+                cn = const[n]
+                a = None
+                for i in plan.incoming[n]:
+                    if buf[i] is not None:
+                        a = buf[i] if a is None else a + buf[i]
+                vn = step_float(v[n], a, cn["br"], 1.0 if cn["r"] is None else cn["r"])
+                if a is not None:
+                    lo, hi = torch.aminmax(a + cn["bias"])
+                    rng_a[n] = max(rng_a[n], float(hi), -float(lo))
+                lo, hi = torch.aminmax(vn)
+                rng_v[n] = max(rng_v[n], float(hi) if cn["vth"] is not None else max(float(hi), -float(lo)))
+                if cn["vth"] is None:
+                    v[n] = vn
+                    continue
+                v[n], s = fire(vn, cn["vth"], cn["vmin"], cn["reset"])
+                spk[n] = s
+            for i, c in enumerate(plan.connections):
+                if c.src == plan.input:
+                    buf[i] = xin[i]
+                else:
+                    s = spk.get(c.src)
+                    buf[i] = deliver(i, s.to(f32)) if s is not None and bool(s.any()) else None
+    return {n: {"a": rng_a[n], "v": rng_v[n]} for n in plan.neurons}
+
+
+def estimate_ranges(graph: Graph, x: np.ndarray, steps: int, pre_absmax: dict[str, float], output_key: str,
+                    probe_samples: int = 2, probe_steps: int = 8, plan: Plan | None = None
+                    ) -> dict[str, dict[str, float]]:
+    """Ranges (as ``calibration_ranges``: "a" = max |a + bias| per step, "v" = max v before the reset, max |v| for
+    the readout; float units) for a ``steps``-step run, estimated from the ANN and a probe.
+
+    pre_absmax: max |pre-activation| of each ReLU-like ANN node over all calibration samples, keyed by the node's
+    torch name (an IF layer's ``snnc.source``), and max |ANN output| under ``output_key``. The probe is
+    ``probe_ranges`` on the first ``probe_samples`` samples of ``x`` for ``probe_steps`` steps.
+    Per layer: a = max(ANN pre-activation, probe a) (the ANN's is the rate-averaged input, the probe's shows
+    bursts); spiking layers: v = max(probe v, max threshold + a) (quantize uses min(v, theta + a): above it a neuron
+    fires every step); the readout: v = max(steps x max |logit| + depth x max |bias| (the potential integrates the
+    logit once per step with input and the bias from step 0), the probe's v scaled by (steps + depth) /
+    (probe_steps + depth)). Layers without an ANN source (relays, imported graphs) take the probe's values, the
+    readout's scaled as above."""
+    plan = build_plan(graph) if plan is None else plan
+    probe = probe_ranges(graph, x[:max(1, probe_samples)], probe_steps, plan=plan)
+    out = {}
+    for n in plan.neurons:
+        node = graph.nodes[n]
+        pa, pv = probe[n]["a"], probe[n]["v"]
+        readout = isinstance(node, nir.I) or bool(cv.meta(node, cv.READOUT, False)) or n == plan.readout
+        z = pre_absmax.get(output_key if readout else cv.meta(node, cv.SOURCE, ""))
+        a = pa if z is None else max(pa, float(z))
+        if readout:
+            bias = sum((np.abs(Synapse(graph, plan, plan.connections[i], False, torch.device("cpu")).bias)
+                        for i in plan.incoming[n]), np.zeros(plan.shapes[n]))
+            v = pv * (steps + plan.depth) / (probe_steps + plan.depth)
+            if z is not None:
+                v = max(v, steps * float(z) + plan.depth * float(bias.max(initial=0.0)))
+        else:
+            theta = float(np.max(np.asarray(getattr(node, "v_threshold", 0.0), dtype=np.float64)))
+            v = max(pv, theta + a) if z is not None else pv
+        out[n] = {"a": a, "v": v}
+    return out

@@ -249,7 +249,8 @@ def simulate(graph: Graph, x: np.ndarray, steps: int | None = None, batch_size: 
     if use_fast:
         with ee.exact_mode(dev):
             in_max = float(np.abs(xin).max()) if xin.size else 0.0
-            conns = ee.plan_connections(syn, plan, in_max, dev, in_nonneg=bool(xin.size == 0 or xin.min() >= 0))
+            conns = ee.plan_connections(syn, plan, in_max, dev, in_nonneg=bool(xin.size == 0 or xin.min() >= 0),
+                                        batch=min(batch_size, N))
             lplan = ee.plan_layers(layers, plan, conns, dev)
             for sl in batches(N, batch_size):
                 xb = torch.as_tensor(xin[sl], dtype=torch.float32 if in_max < 2 ** 24 else torch.float64,

@@ -93,13 +93,51 @@ def source_of(low: Lowering, n: torch.fx.Node, arg: Any) -> str:
     return low.value[arg.name]
 
 
+def _numpy_lerp() -> Callable | None:
+    """numpy's own interpolation step of ``np.percentile`` (a private function: None where it moved)."""
+    for mod in ("numpy.lib._function_base_impl", "numpy.lib.function_base"):
+        try:
+            return getattr(__import__(mod, fromlist=["_lerp"]), "_lerp")
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+def percentile(a: np.ndarray, q: float) -> float:
+    """``np.percentile(a, q)`` (linear method) bit for bit, without partitioning all of ``a``: the two order
+    statistics it interpolates lie among the top n - floor((n - 1) q / 100) values, found by one comparison with
+    a threshold from a strided sample (checked to keep enough values; else, as for small arrays, np.percentile
+    itself), then numpy's interpolation on them. For the 99.99th percentile of VGG-16's first layer over 256
+    samples (16.8 M values) it is one pass instead of np.percentile's four-pivot partition (~5x faster)."""
+    a = np.asarray(a).ravel()
+    n = a.size
+    lerp = _numpy_lerp()
+    vi = np.asanyarray((n - 1) * np.asanyarray(np.true_divide(q, 100))) if n else None
+    if lerp is None or n < 65536 or not 0 <= float(vi) < n - 1 or a.dtype.kind != "f":
+        return float(np.percentile(a, q))
+    prev = np.asanyarray(np.floor(vi))
+    k = n - int(prev)  # a_sorted[prev], a_sorted[prev + 1] are the k-th and (k-1)-th largest
+    stride = max(1, n // (64 * k))
+    sample = a[::stride]
+    m = sample.size
+    j = min(m, int(k * m / n * 2 + 8 * np.sqrt(k * m / n) + 16))  # comfortably more than k / stride above t0
+    t0 = np.partition(sample, m - j)[m - j]
+    cand = a[a >= t0]
+    if cand.size < k or np.isnan(cand).any() or np.isnan(t0):
+        return float(np.percentile(a, q))
+    c = cand.size
+    cand.partition([c - k, c - k + 1])
+    gamma = np.asanyarray(vi - prev)
+    return float(lerp(cand[np.intp(c - k)], cand[np.intp(c - k + 1)], gamma))
+
+
 def threshold_from(low: Lowering, name: str) -> float:
     """Threshold balancing: max or percentile of the layer's calibration activations."""
     a = low.acts[name]
     if low.opts.method == "max":
         th = float(a.max()) if a.size else 0.0
     elif low.opts.method == "percentile":
-        th = float(np.percentile(a, low.opts.percentile)) if a.size else 0.0
+        th = percentile(a, low.opts.percentile) if a.size else 0.0
     else:
         raise UnsupportedLayerError(f"threshold method {low.opts.method!r} is not known "
                                     "(max, percentile, or qcfs for ClipFloor models)")
@@ -295,37 +333,77 @@ def _is_activation(gm: torch.fx.GraphModule, n: torch.fx.Node) -> bool:
     return n.op == "call_method" and n.target == "relu"
 
 
-def calibrate(gm: torch.fx.GraphModule, x: np.ndarray, batch: int = 512) -> tuple[dict, dict]:
-    """Run the ANN on calibration data; returns (shapes per fx node, activations of ReLU-like nodes)."""
+@dataclass
+class AnnStats:
+    """What one pass of the ANN over calibration data records, keyed by fx node name.
+
+    shapes: output shape (no batch) of every tensor node; acts: float32 activations (flattened over samples) of
+    the ReLU-like nodes; pre_absmax: max |input| of each ReLU-like node (its pre-activation, float activation
+    units) and, under the key ``OUTPUT``, max |model output| (the logits)."""
+
+    shapes: dict[str, tuple]
+    acts: dict[str, np.ndarray]
+    pre_absmax: dict[str, float]
+    samples: int
+
+    OUTPUT = "<output>"
+
+
+def calibration_stats(gm: torch.fx.GraphModule, x: np.ndarray, batch: int = 512) -> AnnStats:
+    """Run the ANN on calibration data (float32, batches of ``batch``): shapes, activations, pre-activation ranges."""
     shapes: dict[str, tuple] = {}
-    acts: dict[str, list] = {}
+    acts: dict[str, np.ndarray] = {}
+    pre: dict[str, float] = {}
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    n = len(xt)
+    where = [0, 0]  # this batch's first sample and its size
+
+    def absmax(name: str, t: torch.Tensor) -> None:
+        lo, hi = torch.aminmax(t.detach()) if t.numel() else (torch.zeros(()), torch.zeros(()))
+        pre[name] = max(pre.get(name, 0.0), float(hi), -float(lo))
 
     class Rec(torch.fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
+        def run_node(self, node):
+            out = super().run_node(node)
             if isinstance(out, torch.Tensor):
-                shapes[n.name] = tuple(out.shape[1:])
-                if _is_activation(gm, n):
-                    acts.setdefault(n.name, []).append(out.detach().float().numpy().ravel())
+                shapes[node.name] = tuple(out.shape[1:])
+                if _is_activation(gm, node):
+                    if node.args and isinstance(node.args[0], torch.fx.Node):
+                        absmax(node.name, self.env[node.args[0]])
+                    a = out.detach().float().numpy().reshape(where[1], -1)
+                    if node.name not in acts:  # one array for all samples, filled batch by batch
+                        acts[node.name] = np.empty((n, a.shape[1]), dtype=np.float32)
+                    acts[node.name][where[0]:where[0] + where[1]] = a
+            if node.op == "output" and isinstance(out, torch.Tensor):
+                absmax(AnnStats.OUTPUT, out)
             return out
 
     gm.eval()
-    xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     with torch.no_grad():
-        for i in range(0, len(xt), batch):
+        for i in range(0, n, batch):
+            where[:] = [i, min(n, i + batch) - i]
             try:
                 Rec(gm).run(xt[i:i + batch])
             except Exception as e:
                 raise DataError(f"the model failed on calibration data of shape {tuple(xt.shape)}: "
                                 f"{type(e).__name__}: {e}") from None
-    return shapes, {k: np.concatenate(v) for k, v in acts.items()}
+    return AnnStats(shapes, {k: v.reshape(-1) for k, v in acts.items()}, pre, n)
 
 
-def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None = None, **kw: Any) -> nir.NIRGraph:
+def calibrate(gm: torch.fx.GraphModule, x: np.ndarray, batch: int = 512) -> tuple[dict, dict]:
+    """Run the ANN on calibration data; returns (shapes per fx node, activations of ReLU-like nodes)."""
+    st = calibration_stats(gm, x, batch)
+    return st.shapes, st.acts
+
+
+def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None = None,
+            stats: AnnStats | None = None, **kw: Any) -> nir.NIRGraph:
     """Convert a trained torch model (an nn.Module, or a torch.export program: ``snnc.frontend.exported``) to a
     float NIR graph of IF neurons, thresholds balanced on ``calib``.
 
     calib: float array (N, C, H, W) or (N, features), normalised as the model expects.
+    stats: ``calibration_stats(trace(model), calib)`` when the caller has it (the pipeline keeps it for later
+    stages), else computed here.
     Keyword arguments override ``ConvertOptions`` fields (method=, percentile=, v_init=, reset=)."""
     unknown = [k for k in kw if k not in ConvertOptions.__dataclass_fields__]
     if unknown:
@@ -336,8 +414,8 @@ def convert(model: nn.Module, calib: np.ndarray, options: ConvertOptions | None 
         raise DataError(f"calibration data must be (N, ...) with a batch dimension, got shape {calib.shape}")
     model = as_module(model).eval()  # a torch.export program becomes a module of standard layers
     gm = trace(model)
-    shapes, acts = calibrate(gm, calib, opts.calib_batch)
-    low = Lowering(nodes={}, edges=[], shapes=shapes, acts=acts, opts=opts, gm=gm)
+    st = calibration_stats(gm, calib, opts.calib_batch) if stats is None else stats
+    low = Lowering(nodes={}, edges=[], shapes=st.shapes, acts=st.acts, opts=opts, gm=gm)
     out_src = None
     for n in gm.graph.nodes:
         if n.op == "placeholder":

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import nir
 import numpy as np
-import torch
 from snnc.ir import conventions as cv
-from snnc.ir.chain import Synapse
+from snnc.ir.chain import connection_bias
 from snnc.ir.errors import QuantizationError
 from snnc.ir.graph import Graph, copy_graph
 from snnc.ir.plan import build_plan
@@ -22,7 +21,7 @@ from snnc.ir.plan import build_plan
 
 def compensate_bias_onset(graph: Graph) -> Graph:
     """v_init -= depth * bias for IF and I layers (capped below threshold); marks them ``snnc.bias_onset``."""
-    g = copy_graph(graph)
+    g = copy_graph(graph, share_arrays=True)  # only metadata changes
     plan = build_plan(g)
     integer = cv.graph_kind(g) == cv.INTEGER
     for n in plan.neurons:
@@ -34,7 +33,7 @@ def compensate_bias_onset(graph: Graph) -> Graph:
         shape = plan.shapes[n]
         bias = np.zeros(shape)
         for i in plan.incoming[n]:
-            bias = bias + Synapse(g, plan, plan.connections[i], integer, torch.device("cpu")).bias
+            bias = bias + connection_bias(g, plan, plan.connections[i], integer)
         d = plan.depths[n]
         if d == 0 or not np.any(bias):
             continue
@@ -48,8 +47,8 @@ def compensate_bias_onset(graph: Graph) -> Graph:
                 "leaves room for the pre-charge) or compile with bias_onset=False")
         node.metadata = dict(node.metadata or {})
         if low is not None and np.any(low < cv.v_min(node, shape)):
-            node.metadata[cv.V_MIN] = low.tolist()
-        node.metadata[cv.V_INIT] = v0.tolist()
+            node.metadata[cv.V_MIN] = np.asarray(low, dtype=np.float64)  # arrays: lists of floats cost 10x to copy
+        node.metadata[cv.V_INIT] = np.asarray(v0, dtype=np.float64)  # and write (nir's asdict walks every item)
         node.metadata[cv.BIAS_ONSET] = True
     return g
 

@@ -58,7 +58,9 @@ def _compose_conv(a: dict, b: dict, c_in: int) -> dict | None:
     """conv b after conv a as one conv, when a or b is a pooling-like op (stride == kernel, no padding)."""
     if a["dilation"] != (1, 1) or b["dilation"] != (1, 1):
         return None
-    wa, wb = _dense_weight(a, c_in), _dense_weight(b, a["weight"].shape[0])
+    depthwise_a = a["groups"] == c_in == a["weight"].shape[0] and a["weight"].shape[1] == 1  # a pool: one input each
+    wa = a["weight"] if depthwise_a else _dense_weight(a, c_in)
+    wb = _dense_weight(b, a["weight"].shape[0])
     ka, kb = wa.shape[2:], wb.shape[2:]
     sa, sb, pa, pb = a["stride"], b["stride"], a["padding"], b["padding"]
     a_pool_like = tuple(sa) == tuple(ka) and tuple(pa) == (0, 0)  # b runs on a k-times coarser grid
@@ -66,15 +68,54 @@ def _compose_conv(a: dict, b: dict, c_in: int) -> dict | None:
     if not (a_pool_like or b_pool_like):
         return None
     kh, kw = (kb[0] - 1) * sa[0] + ka[0], (kb[1] - 1) * sa[1] + ka[1]
-    w = np.zeros((wb.shape[0], wa.shape[1], kh, kw))
+    if depthwise_a and tuple(sa) == tuple(ka):  # disjoint taps: w[o, i, r*s + y, c*s + x] = wb[o, i, r, c] wa[i, y, x]
+        w = (wb[:, :, :, None, :, None] * wa[None, :, 0, None, :, None, :]).reshape(wb.shape[0], c_in, kh, kw)
+        bias = b["bias"] + wb.sum(axis=(2, 3)) @ a["bias"]
+        return dict(weight=w, bias=bias, stride=(sa[0] * sb[0], sa[1] * sb[1]),
+                    padding=(pa[0] + sa[0] * pb[0], pa[1] + sa[1] * pb[1]), dilation=(1, 1), groups=1)
+    w = np.zeros((wb.shape[0], c_in, kh, kw))
     for r in range(kb[0]):
         for c in range(kb[1]):
             # b's tap (r, c) reads a's output at offset (r, c) -> input offset (r*sa, c*sa)
-            contrib = np.einsum("om,mi...->oi...", wb[:, :, r, c], wa)
+            if depthwise_a:  # a's channel m reads input channel m only: (o, m) times (m, kh, kw), one product each
+                contrib = wb[:, :, r, c][:, :, None, None] * wa[None, :, 0]
+            else:
+                contrib = np.tensordot(wb[:, :, r, c], wa, axes=(1, 0))  # (o, m) x (m, i, kh, kw): a BLAS GEMM
             w[:, :, r * sa[0]:r * sa[0] + ka[0], c * sa[1]:c * sa[1] + ka[1]] += contrib
     bias = b["bias"] + wb.sum(axis=(2, 3)) @ a["bias"]
     return dict(weight=w, bias=bias, stride=(sa[0] * sb[0], sa[1] * sb[1]),
                 padding=(pa[0] + sa[0] * pb[0], pa[1] + sa[1] * pb[1]), dilation=(1, 1), groups=1)
+
+
+def _conv_then_affine(cd: dict, w: np.ndarray, b: np.ndarray, in_shape: tuple, out_shape: tuple
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(W, b) of affine(flatten(conv(x))) as one dense over x (C, H, W): W's rows are the conv's adjoint applied
+    to the affine's rows (``conv_transpose2d``, float64), b = w @ (conv bias per position) + b. A pool-like
+    conv (VGG's last AvgPool2d, ResNet's global pool) gives each entry as one product w * (1/k**2), the value
+    the unit-vector forward gave, at the cost of one transposed conv of n_out rows instead of n_in forwards."""
+    if len(in_shape) != 3 or len(out_shape) != 3 or w.shape[1] != math.prod(out_shape):
+        return None
+    c, h, wd = in_shape
+    k = cd["weight"].shape[2:]
+    s, pad, dil = tuple(cd["stride"]), tuple(cd["padding"]), tuple(cd["dilation"])
+    full = [(out_shape[1 + i] - 1) * s[i] - 2 * pad[i] + dil[i] * (k[i] - 1) + 1 for i in range(2)]
+    extra = (h - full[0], wd - full[1])
+    if any(e < 0 or e >= max(s[i], dil[i]) for i, e in enumerate(extra)):
+        return None
+    rows = torch.as_tensor(w.reshape((w.shape[0],) + tuple(out_shape)))
+    wc = np.asarray(cd["weight"], np.float64)
+    if cd["groups"] == c == wc.shape[0] and wc.shape[1] == 1 and tuple(k) == s and pad == (0, 0) and dil == (1, 1):
+        # a pool: each input position feeds one output, m[o, c, y, x] = w[o, c, y // s, x // s] * wc[c, y % s, x % s]
+        hp, wp = out_shape[1], out_shape[2]
+        r6 = rows.numpy()[:, :, :, None, :, None] * wc[None, :, 0, None, :, None, :]
+        m = np.zeros((w.shape[0], c, h, wd))
+        m[:, :, :hp * s[0], :wp * s[1]] = r6.reshape(w.shape[0], c, hp * s[0], wp * s[1])
+        bias_map = np.repeat(np.asarray(cd["bias"], np.float64), hp * wp)
+        return m.reshape(w.shape[0], c * h * wd), w @ bias_map + b
+    m = torch.nn.functional.conv_transpose2d(rows, torch.as_tensor(cd["weight"]), None, stride=s, padding=pad,
+                                             output_padding=extra, groups=cd["groups"], dilation=dil)
+    bias_map = np.repeat(np.asarray(cd["bias"], np.float64), out_shape[1] * out_shape[2])
+    return m.reshape(w.shape[0], c * h * wd).numpy(), w @ bias_map + b
 
 
 def _structural(graph: Graph, plan: Plan, conn: Connection) -> nir.NIRNode | None:
@@ -84,6 +125,7 @@ def _structural(graph: Graph, plan: Plan, conn: Connection) -> nir.NIRNode | Non
     affine = None
     scale_in = 1.0  # scalar scale applied to the input of everything composed so far
     flatten_before_affine = False
+    unflat: tuple = ()
     for name in conn.ops:
         node = graph.nodes[name]
         if isinstance(node, nir.Scale):
@@ -103,12 +145,18 @@ def _structural(graph: Graph, plan: Plan, conn: Connection) -> nir.NIRNode | Non
             if affine is not None:
                 return None
             flatten_before_affine = True
+            unflat = shape  # the map the flatten reads
         elif isinstance(node, (nir.Affine, nir.Linear)):
-            if affine is not None or convs:
+            if affine is not None or (convs and not flatten_before_affine):
                 return None
             w = np.asarray(node.weight, np.float64) * scale_in
             b = np.asarray(getattr(node, "bias", np.zeros(w.shape[0])), np.float64) * np.ones(w.shape[0])
-            affine = (w, b)
+            if convs:  # conv/pool -> flatten -> affine: one dense over the unpooled map
+                affine = _conv_then_affine(convs.pop(), w, b, tuple(plan.shapes[conn.src]), tuple(unflat))
+                if affine is None:
+                    return None
+            else:
+                affine = (w, b)
             scale_in = 1.0
         else:
             cd = _as_conv(node, name, shape)
@@ -145,13 +193,23 @@ def _structural(graph: Graph, plan: Plan, conn: Connection) -> nir.NIRNode | Non
 
 
 def _explicit(graph: Graph, plan: Plan, conn: Connection, fn: Synapse) -> nir.Affine:
+    """The chain as an explicit (n_out, n_in) matrix, float64. It is the chain's Jacobian: built row by row as a
+    vector-Jacobian product (one backward pass through the chain for all n_out unit vectors at once) when there
+    are fewer outputs than inputs, e.g. pool -> flatten -> linear (8192 inputs, 512 outputs: the unit-vector
+    forward of all 8192 inputs took 12 s), else column by column on the n_in unit vectors."""
     n_in, n_out = math.prod(plan.shapes[conn.src]), math.prod(plan.shapes[conn.dst])
     if n_in * n_out > MAX_DENSE or len(plan.shapes[conn.dst]) != 1:
         raise UnsupportedLayerError(
             f"connection {conn.src!r} -> {conn.dst!r} through {conn.ops}: this chain of linear layers has no exact "
             "single-synapse form (compose it in the model, e.g. put the pooling right before a Linear)")
-    eye = torch.eye(n_in, dtype=torch.float64).reshape((n_in,) + tuple(plan.shapes[conn.src]))
-    m = fn.linear(eye).reshape(n_in, n_out).T.numpy()
+    if n_out < n_in:
+        x = torch.zeros((n_out,) + tuple(plan.shapes[conn.src]), dtype=torch.float64, requires_grad=True)
+        y = fn.linear(x).reshape(n_out, n_out)
+        (m,) = torch.autograd.grad(y, x, torch.eye(n_out, dtype=torch.float64))
+        m = m.reshape(n_out, n_in).numpy()
+    else:
+        eye = torch.eye(n_in, dtype=torch.float64).reshape((n_in,) + tuple(plan.shapes[conn.src]))
+        m = fn.linear(eye).reshape(n_in, n_out).T.numpy()
     return nir.Affine(weight=m, bias=fn.bias.reshape(-1).copy())
 
 

@@ -79,7 +79,10 @@ def _row_abs_sum(node, w: np.ndarray, signed: bool = False) -> np.ndarray:
     w = w.reshape(w.shape[0], -1)
     if signed:
         return np.abs(w).sum(1)
-    return np.maximum(np.clip(w, 0, None).sum(1), np.clip(-w, 0, None).sum(1))
+    tmp = np.maximum(w, 0)  # one temporary, reused: the same sums as clip(w, 0) and clip(-w, 0), negated exactly
+    pos = tmp.sum(1)
+    np.minimum(w, 0, out=tmp)
+    return np.maximum(pos, -tmp.sum(1))
 
 
 def leaky_decays(n: str, node) -> tuple[int, int]:
@@ -173,25 +176,32 @@ def _quantize_synapses(g: Graph, n: str, weights: dict, originals: dict, lam: fl
         if qmax < 1:
             raise QuantizationError(f"synapse {sname!r}: 1 weight bit holds no nonzero signed weight (Lava's 1-bit "
                                     "mixed-sign field is {-256, 0}); use 2..8 bits, or binarize the layer")
-        target = w * lam
-        amax = float(np.abs(target).max()) if target.size else 0.0
+        # max|w * lam| = max|w| * lam (rounding is monotone): no |w * lam| array
+        amax = max(float(w.max()), -float(w.min())) * lam if w.size else 0.0
         unit_shift = 9 - bits
         e = math.ceil(math.log2(amax / qmax)) - unit_shift if amax > 0 else 0
         e_lo = -unit_shift if isinstance(snode, nir.Conv2d) else E_MIN
         e = int(min(max(e, e_lo), E_MAX))
         unit = 2.0 ** (unit_shift + e)
-        m = np.clip(np.round(target / unit), -qmax, qmax)
+        # t = (w * lam) / unit computed as w * (lam / unit): the same floats (unit is a power of two); m and the
+        # rounding error (t - m, times unit: exact) in place: 6 passes over w instead of 11 (VGG-16: 27 M weights)
+        t = np.multiply(w, lam / unit)
+        m = np.round(t)
+        np.clip(m, -qmax, qmax, out=m)
         if binary:  # never round a binary weight to 0: each scale group keeps exactly two values +-m_c
-            m = np.where(target > 0, np.maximum(m, 1), np.where(target < 0, np.minimum(m, -1), 0))
+            m = np.where(t > 0, np.maximum(m, 1), np.where(t < 0, np.minimum(m, -1), 0))
         if amax / unit > qmax + 0.5:
             raise QuantizationError(f"synapse {sname!r}: weights need exponent > {E_MAX} at {bits} bits")
-        w_eff = m * unit
+        mant_max = max(float(m.max()), -float(m.min())) if m.size else 0
+        np.subtract(t, m, out=t)
+        err = max(float(t.max()), -float(t.min())) * unit / amax if amax > 0 else 0.0
+        del t
+        w_eff = np.multiply(m, unit, out=m)
         snode.weight = w_eff
         in_max = (2 ** (input_bits - 1) if signed else in_levels) if c.src == input_node else 1
         rows = _row_abs_sum(snode, w_eff, signed and c.src == input_node) * in_max
         int_worst += int(math.ceil(rows.max())) + (1 if e < 0 and not isinstance(snode, nir.Conv2d) else 0) \
             if rows.size else 0
-        err = float(np.abs(w_eff - target).max() / amax) if amax > 0 else 0.0
         b = np.asarray(getattr(snode, "bias", np.zeros(w.shape[0])), dtype=np.float64) * lam
         b_int = np.round(b)
         if isinstance(snode, (nir.Affine, nir.Conv2d)):
@@ -205,7 +215,7 @@ def _quantize_synapses(g: Graph, n: str, weights: dict, originals: dict, lam: fl
             snode.metadata[cv.WEIGHT_EXP] = 0
         lq.synapses[sname] = {"weight_exp": int(snode.metadata[cv.WEIGHT_EXP]), "bits": int(bits),
                               "unit": unit, "max_rel_error": err,
-                              "mant_max": int(np.abs(m).max()) if m.size else 0, "mant_limit": int(qmax)}
+                              "mant_max": int(mant_max), "mant_limit": int(qmax)}
     lq.worst_a = int_worst
     return lq, bias_ints, int_worst
 
@@ -227,7 +237,7 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
     if input_bits is not None and not 1 <= int(input_bits) <= 16:
         raise QuantizationError(f"input bits must be 1..16 (Lava's graded spikes), got {input_bits}")
     plan = build_plan(graph)
-    g = copy_graph(graph)
+    g = copy_graph(graph, share_arrays=True)  # every array it changes it replaces
     for c in plan.connections:
         synapse_of(g, c.ops)
     if calib is not None:
@@ -351,10 +361,10 @@ def quantize_with_report(graph: Graph, weight_bits: int | dict[str, int] = 8, ca
             lq.vth = int(vth.max())
         vi = np.asarray(cv.meta(node, cv.V_INIT, 0.0), dtype=np.float64) * lam
         node.metadata = dict(node.metadata or {})
-        node.metadata[cv.V_INIT] = (np.round(vi * 64) / 64).tolist() if vi.ndim else float(np.round(vi * 64) / 64)
+        node.metadata[cv.V_INIT] = np.round(vi * 64) / 64 if vi.ndim else float(np.round(vi * 64) / 64)
         if cv.V_MIN in node.metadata:  # the floor in a_in units, on the 1/64 grid of the integer potential
             vm = np.maximum(np.round(np.asarray(cv.meta(node, cv.V_MIN), dtype=np.float64) * lam * 64), -cv.V_MAX) / 64
-            node.metadata[cv.V_MIN] = vm.tolist() if vm.ndim else float(vm)
+            node.metadata[cv.V_MIN] = vm if vm.ndim else float(vm)
         if decays is not None:
             node.metadata[cv.DU], node.metadata[cv.DV] = decays
         node.metadata.setdefault(cv.DU, 4095)
