@@ -8,8 +8,8 @@ drawn from N(0, 1) (the default calib_samples), the default options otherwise.
 
 Parts (``--parts``, comma-separated; each in fresh subprocesses where it measures time or memory):
   compile  snnc.compile + snnc.write of each net; then VGG-11/13/16/19 and ResNet-10/18/26/34 at 32x32
-           (depth) and VGG-16 / ResNet-18 at 16, 32, 64 pixels a side: linear fits of seconds against depth and
-           against pixels (R^2)
+           (depth), VGG-16 at 32, 64, 96 and ResNet-18 at 16, 32, 64 pixels a side: linear fits of seconds
+           against depth and against pixels (R^2)
   sim      one thread, batch --batch, T = --steps: snnc's exact integer engine, T dense forwards of the ANN
            (float32, the faster of NCHW and channels-last), a float32 torch SNN of the unfused network (bench/
            sim_vs_torch.TorchSNN, channels-last), interleaved, best of --repeats; spike-exactness against the
@@ -172,29 +172,30 @@ def fit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
 
 def part_compile(out: dict) -> None:
     runs = {}
-    for name, depth, pixels in [("vgg", 16, 32), ("resnet", 18, 32)] + \
-            [("vgg", d, 32) for d in (11, 13, 19)] + [("resnet", d, 32) for d in (10, 26, 34)] + \
-            [("vgg", 16, p) for p in (16, 64)]:
+    plan = [("vgg", 16, 32), ("resnet", 18, 32)] + [("vgg", d, 32) for d in (11, 13, 19)] + \
+        [("resnet", d, 32) for d in (10, 26, 34)] + [("vgg", 16, p) for p in (64, 96)] + \
+        [("resnet", 18, p) for p in (16, 64)]
+    for name, depth, pixels in plan:
         r = _sub(["--one-compile", name, str(depth), str(pixels)])
         runs[(name, depth, pixels)] = r
         print(f"  {name}-{depth} {pixels}px: total {r['total']:.2f} s (" +
               ", ".join(f"{k} {r[k]:.2f}" for k in ("convert", "fold_batchnorm", "fuse_synapses", "ranges",
                                                     "quantize", "bias_onset", "write")) +
               f"), file {r['file_mb']} MiB, peak {r['peak_mb']} MiB, ANN {r['ann_gmac']} GMAC/sample", flush=True)
-    for name, label in (("vgg", "VGG-16"), ("resnet", "ResNet-18")):
-        key = "vgg16" if name == "vgg" else "resnet18"
-        r = runs[(name, 16 if name == "vgg" else 18, 32)]
+    for name, label, key, d0 in (("vgg", "VGG", "vgg16", 16), ("resnet", "ResNet", "resnet18", 18)):
+        r = runs[(name, d0, 32)]
         out[f"{key}_compile_s"] = r["total"]
         out[f"{key}_compile_peak_mb"] = r["peak_mb"]
         ds = sorted(d for (n, d, p) in runs if n == name and p == 32)
         a, b, r2 = fit(ds, [runs[(name, d, 32)]["total"] for d in ds])
-        print(f"{label} family at 32 px: seconds = {a:.2f} + {b:.3f} x depth, R^2 = {r2:.3f} (depths {ds})")
+        print(f"{label}-{ds} at 32x32: seconds = {a:.2f} + {b:.3f} x depth, R^2 = {r2:.3f}; per ANN GMAC: " +
+              ", ".join(f"{runs[(name, d, 32)]['total'] / runs[(name, d, 32)]['ann_gmac']:.1f}" for d in ds))
         out[f"{key}_depth_r2"] = round(r2, 3)
-    ps = sorted(p for (n, d, p) in runs if n == "vgg" and d == 16)
-    a, b, r2 = fit([p * p for p in ps], [runs[("vgg", 16, p)]["total"] for p in ps])
-    print(f"VGG-16 against pixels (side {ps}): seconds = {a:.2f} + {b * 1024:.3f} x (pixels / 32x32), "
-          f"R^2 = {r2:.3f}")
-    out["vgg16_pixels_r2"] = round(r2, 3)
+        ps = sorted(p for (n, d, p) in runs if n == name and d == d0)
+        a, b, r2 = fit([p * p for p in ps], [runs[(name, d0, p)]["total"] for p in ps])
+        print(f"{label}-{d0} at {ps} pixels a side: seconds = {a:.2f} + {b * 1024:.3f} x (pixels / 32x32), "
+              f"R^2 = {r2:.3f}")
+        out[f"{key}_pixels_r2"] = round(r2, 3)
 
 
 # ----------------------------------------------------------------------------------------------------- sim
@@ -224,20 +225,24 @@ def one_sim(name: str, batch: int, steps: int, repeats: int, check: int) -> dict
         return time.perf_counter() - t0
 
     t = {"snnc": [], "snnc_float32": [], "dense": [], "dense_cl": [], "torch_snn": []}
+    cpu = {k: [] for k in t}  # process CPU seconds too: on a shared machine, the closer to an idle one's wall time
     res = None
+
+    def run(key: str, fn) -> object:
+        w0, c0 = time.perf_counter(), time.process_time()
+        r = fn()
+        t[key].append(time.perf_counter() - w0)
+        cpu[key].append(time.process_time() - c0)
+        return r
+
+    xcl = xt.contiguous(memory_format=torch.channels_last)
     for _ in range(repeats):  # interleaved: a shared machine's load hits all alike
-        t0 = time.perf_counter()
-        res = simulate(comp.int_graph, x, steps, batch_size=batch)
-        t["snnc"].append(time.perf_counter() - t0)
-        t["dense"].append(dense(model, xt))
-        t["dense_cl"].append(dense(model_cl, xt.contiguous(memory_format=torch.channels_last)))
-        t0 = time.perf_counter()
-        snn.run(x, steps, batch)
-        t["torch_snn"].append(time.perf_counter() - t0)
+        res = run("snnc", lambda: simulate(comp.int_graph, x, steps, batch_size=batch))
+        run("dense", lambda: dense(model, xt))
+        run("dense_cl", lambda: dense(model_cl, xcl))
+        run("torch_snn", lambda: snn.run(x, steps, batch))
     prev = kn.use_int8(False)  # the same engine with float32 kernels only: what the int8 kernels buy
-    t0 = time.perf_counter()
-    r32 = simulate(comp.int_graph, x, steps, batch_size=batch)
-    t["snnc_float32"].append(time.perf_counter() - t0)
+    r32 = run("snnc_float32", lambda: simulate(comp.int_graph, x, steps, batch_size=batch))
     kn.use_int8(prev)
     same32 = all(np.array_equal(r32.spike_counts[n], res.spike_counts[n]) for n in res.spike_counts)
     xs = x[:check]
@@ -248,12 +253,15 @@ def one_sim(name: str, batch: int, steps: int, repeats: int, check: int) -> dict
     exact = differ == 0 and np.array_equal(fast.potentials, ref.potentials) and \
         fast.events == ref.events
     b = {k: min(v) for k, v in t.items()}
+    c = {k: min(v) for k, v in cpu.items()}
     dense_s = min(b["dense"], b["dense_cl"])
     rates = {n: float(c.sum()) / (c.size * res.latency_steps) for n, c in res.spike_counts.items()}
     return {"name": name, "batch": batch, "steps": steps, "latency": res.latency_steps, "depth": res.latency_steps -
             steps, **{f"{k}_s": round(v, 3) for k, v in b.items()}, "sim_over_dense": round(b["snnc"] / dense_s, 3),
             "sim_over_torch_snn": round(b["snnc"] / b["torch_snn"], 3),
             "int8_speedup": round(b["snnc_float32"] / b["snnc"], 2), "float32_kernels_same": same32,
+            "cpu_sim_over_dense": round(c["snnc"] / min(c["dense"], c["dense_cl"]), 3),
+            "cpu_sim_over_torch_snn": round(c["snnc"] / c["torch_snn"], 3),
             "exact": bool(exact), "checked_samples": check, "spikes_differ": differ,
             "events": res.total_events(), "mean_rate": round(float(np.mean(list(rates.values()))), 4),
             "samples_per_s": round(batch / b["snnc"], 2)}
@@ -268,9 +276,11 @@ def part_sim(out: dict, args) -> None:
               f"{r['dense_cl_s']:.2f}), torch SNN {r['torch_snn_s']:.2f} s; snnc / dense {r['sim_over_dense']}, "
               f"snnc / torch SNN {r['sim_over_torch_snn']}; float32-kernel engine {r['snnc_float32_s']:.2f} s "
               f"(int8 kernels {r['int8_speedup']}x, same spikes {r['float32_kernels_same']}); exact vs int64 "
-              f"reference on {r['checked_samples']} samples: {r['exact']}; mean spike rate {r['mean_rate']}",
-              flush=True)
-        for k in ("sim_over_dense", "sim_over_torch_snn", "exact", "int8_speedup", "samples_per_s"):
+              f"reference on {r['checked_samples']} samples: {r['exact']}; mean spike rate {r['mean_rate']}; "
+              f"in process CPU seconds: snnc / dense {r['cpu_sim_over_dense']}, snnc / torch SNN "
+              f"{r['cpu_sim_over_torch_snn']}", flush=True)
+        for k in ("sim_over_dense", "sim_over_torch_snn", "exact", "int8_speedup", "samples_per_s",
+                  "cpu_sim_over_dense", "cpu_sim_over_torch_snn"):
             out[f"{key}_{k}"] = r[k]
 
 

@@ -43,15 +43,19 @@ def dense_bound(model: torch.nn.Module, x: np.ndarray, steps: int, batch: int) -
 
 
 def op_times(conn, density: float, batch: int, src_shape: tuple, repeats: int = 20) -> tuple[float, float]:
-    """(dense, event-driven) seconds per step of one connection's weighted op at input ``density``."""
-    x = (torch.rand((batch,) + tuple(src_shape)) < density).float()
-    w = [o for o in conn.ops if o[0] in ("conv", "dense")][0]
-    wt = w[1].float()
-    if w[0] == "dense":
+    """(dense, event-driven) seconds per step of one connection's weighted op (float32, after its pool if the
+    engine factors one out) at input ``density``."""
+    op = conn.ops[-1][1]  # kernels.Weighted
+    wt = op.w.float()
+    shape = tuple(src_shape) if op.pool == 1 else (src_shape[0], src_shape[1] // op.pool, src_shape[2] // op.pool)
+    x = (torch.rand((batch,) + shape) < density).float()
+    if op.kind == "dense":
+        if x.dim() == 4:
+            x = x.permute(0, 2, 3, 1).reshape(batch, -1)  # the engine's (H, W, C) column order
         dense = lambda: (wt @ x.reshape(batch, -1).T).T  # noqa: E731
         sparse = lambda: torch.sparse.mm(x.reshape(batch, -1).to_sparse(), wt.T)  # noqa: E731
     else:
-        p = w[2]
+        p = op.params
         kw = dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
         dense = lambda: F.conv2d(x, wt, None, **kw)  # noqa: E731
 

@@ -43,6 +43,8 @@ def test_percentile_equals_numpy() -> None:
             a = np.round(a * 3)  # ties everywhere
         q = (99.99, 99.9, 99.0, 99.999, 50.0)[trial % 5]
         assert percentile(a, q) == float(np.percentile(a, q)), (trial, q)
+        cut = sorted(rng.integers(0, n, 2))
+        assert percentile([a[:cut[0]], a[cut[0]:cut[1]], a[cut[1]:]], q) == float(np.percentile(a, q))  # chunks
 
 
 @pytest.mark.parametrize("pool", [nn.AvgPool2d(2), nn.AvgPool2d(3), nn.AdaptiveAvgPool2d(1), nn.AvgPool2d(2, 2, 1)])

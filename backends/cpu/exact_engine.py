@@ -11,6 +11,13 @@ Why float arithmetic is exact here (checked per connection and per layer when th
   products of the inputs, so the engine turns cuDNN off and TF32 off on CUDA (im2col + GEMM) and asks for
   "highest" float32 matmul precision. Dense ``acc << e`` / ``acc >> -e`` (floor) is acc * 2**e, then floor:
   exact (power-of-two scaling of an exact integer).
+- The connection's weighted op runs as ``kernels`` plans it (kernels.py proves each form): a fused kernel that is
+  constant on aligned s x s blocks (AvgPool2d composed into the next conv or linear by fuse_synapses) as an
+  s x s sum-pool then the small op, whose products w * (sum of a block's inputs) each add up the fused op's
+  products over that block, all of one sign, so the bound above covers every partial sum of this form too; and
+  where the input is 0..255 (spikes, pooled spikes) and the weights are g * m (g a power of two, |m| <= 127), on
+  oneDNN's int8 kernels: int32 accumulation is exact (|acc| <= bound / g < 2**23), the float32 result
+  acc * g * scale is exact below 2**24.
 - A neuron layer with du = 4095 (u = a << 6 each step) and dv = 0 keeps v in float32 when
   64 * A < 2**23 (A = sum of its incoming bounds A_1.. after the shift: u never wraps) and
   64 * (A - A_1) + max|bias << 6| < 2**23. The update is v + 64 a_1 + 64 a_2 + ... + bias6, each addend an exact
@@ -18,11 +25,16 @@ Why float arithmetic is exact here (checked per connection and per layer when th
   magnitude, everything is exact. Otherwise let the first partial sum beyond 2**24 be positive (negative is
   symmetric): the addends after it total < 2**23, so the true result is > 2**23 > V_LIM, and rounding is
   monotone with 2**24 and 2**23 representable, so the computed result is >= 2**23 too: both clamp to V_LIM and
-  both count one saturation. After the clamp the float32 v equals Lava's integer v.
+  both count one saturation. After the clamp the float32 v equals Lava's integer v. On such a layer the int8
+  kernels deliver 64 a_i themselves (w_scale times 64; |64 a_i| < 2**23) and the first incoming one adds bias6
+  too (one value per output channel): the addends are then v, (64 a_1 + bias6), 64 a_2, ..., the first computed
+  exactly inside the kernel (|64 a_1| + |bias6| < 2**24), those after it totalling 64 (A - A_1) < 2**23 - max|bias6|:
+  the argument above holds unchanged (when a_1's source is silent, bias6 is added last, as before).
   Any other layer keeps v (and u) in float64: all values are integers below 2**53; decay(x, d) =
   trunc(x * (4096 - d) / 4096) is exact (the product is < 2**36, division by 4096 is a power-of-two scaling).
 A potential floor (``snnc.v_min``) is max(v, integer within 24 bits) after the clamp: exact in either dtype.
-Spikes are float32 0/1 tensors, spike counts are accumulated in float32 (exact below 2**24 steps).
+Spikes are float32 0/1 tensors (and uint8 copies for the int8 kernels); spike counts are accumulated in float32
+(exact below 2**24 steps), or for layers with uint8 copies in uint8, added into int32 every 255 steps.
 Overflow events (u wrap, v saturation, conv wrap) are counted exactly: on CPU after a cheap min/max check, on
 CUDA into device tensors without a host sync. Peak memory per batch is the layer states and one buffer per
 connection: O(B x neurons), independent of T (rasters excepted).
@@ -296,6 +308,7 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
     to8 = {c.src for c in conns if c.int8}
     cnt = {n: torch.zeros_like(spk[n]) for n in spk if n not in to8}
     cnt8 = {n: torch.zeros_like(spk[n], dtype=torch.uint8) for n in spk if n in to8}
+    s8buf = {n: torch.zeros_like(c) for n, c in cnt8.items()}  # copy_ into a kept buffer: half the time of .to()
     cnt32 = {n: torch.zeros_like(spk[n], dtype=torch.int32) for n in cnt8}
     since8 = {n: 0 for n in cnt8}
     buf: list[torch.Tensor | None] = [None] * len(conns)
@@ -374,7 +387,7 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
             silent[n] = False
             fire_(vn, L.vth6, L.reset_zero, s)  # exact: s is 0/1, vth << 6 < 2**23 (floor applied above)
             if n in cnt8:
-                s8[n] = s.to(torch.uint8)
+                s8[n] = s8buf[n].copy_(s)
                 cnt8[n].add_(s8[n])
                 since8[n] += 1
                 if since8[n] == 255:

@@ -12,7 +12,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
 
     A BN whose predecessor is not a weighted layer with a single consumer is left in place (fuse_synapses
     composes it later)."""
-    g = copy_graph(graph)
+    g = copy_graph(graph, share_arrays=True)  # it assigns new arrays, never writes into one
     for name in list(g.nodes):
         bn = g.nodes.get(name)
         if bn is None or not cv.meta(bn, cv.FROM_BN, False):
