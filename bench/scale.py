@@ -7,14 +7,15 @@ four stages of two basic blocks, 64..512 channels, global average pool, fc 512 -
 drawn from N(0, 1) (the default calib_samples), the default options otherwise.
 
 Parts (``--parts``, comma-separated; each in fresh subprocesses where it measures time or memory):
-  compile  snnc.compile + snnc.write of each net; then VGG-11/13/16/19 and ResNet-10/18/26/34 at 32x32
-           (depth), VGG-16 at 32, 64, 96 and ResNet-18 at 16, 32, 64 pixels a side: linear fits of seconds
-           against depth and against pixels (R^2)
+  compile  snnc.compile + snnc.write of each net (wall and process CPU seconds); then VGG-11/13/16/19 and
+           ResNet-10/18/26/34 at 32x32 (depth), VGG-16 at 32, 64, 96 and ResNet-18 at 16, 32, 64 pixels a side:
+           linear fits of CPU seconds against depth and against pixels (R^2)
   sim      one thread, batch --batch, T = --steps: snnc's exact integer engine, T dense forwards of the ANN
            (float32, the faster of NCHW and channels-last), a float32 torch SNN of the unfused network (bench/
            sim_vs_torch.TorchSNN, channels-last), interleaved, best of --repeats; spike-exactness against the
            int64 reference engine on --check samples
-  memory   VGG-16 peak RSS (VmHWM) of one simulate call at batch 256 for T = 8 and 32 (and batch 64 at T = 32)
+  memory   peak RSS (VmHWM) of one simulate call: VGG-16 at batch 256 for T = 8 and 32 (and batch 64 at T = 32),
+           ResNet-18 at batch 256, T = 32
   digits   digits CNN (5 seeds) and ResNet-8 (3 seeds): accuracy at T = 4..64 with ranges="run" (the full float
            range run, 256 x 64) and the default (ranges="ann": ANN pre-activations + a 2 x 8 probe), compile s
 Ends with one line of key=value pairs.
@@ -136,16 +137,17 @@ def one_compile(name: str, depth: int, pixels: int) -> dict:
 
     torch.set_num_threads(1)
     model, x = build(name, depth, pixels), calib(pixels)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     c = snnc.compile(model, x)
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         snnc.write(c.int_graph, Path(d) / "net.nir")
         size = os.path.getsize(Path(d) / "net.nir")
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     macs = sum(m.weight.numel() * np.prod(o) for m, o in _conv_outputs(model, pixels))
     return {"name": name, "depth": depth, "pixels": pixels, **{k: round(v, 3) for k, v in c.seconds.items()},
-            "write": round(t2 - t1, 3), "total": round(t2 - t0, 3), "file_mb": round(size / 2 ** 20, 1),
+            "write": round(t2 - t1, 3), "total": round(t2 - t0, 3),
+            "cpu_total": round(c2 - c0, 3), "file_mb": round(size / 2 ** 20, 1),
             "ann_gmac": round(macs / 1e9, 3), "peak_mb": round(hwm_mb()),
             "limits": sorted({L.limit for L in c.report.layers})}
 
@@ -178,22 +180,23 @@ def part_compile(out: dict) -> None:
     for name, depth, pixels in plan:
         r = _sub(["--one-compile", name, str(depth), str(pixels)])
         runs[(name, depth, pixels)] = r
-        print(f"  {name}-{depth} {pixels}px: total {r['total']:.2f} s (" +
+        print(f"  {name}-{depth} {pixels}px: total {r['total']:.2f} s, {r['cpu_total']:.2f} CPU s (" +
               ", ".join(f"{k} {r[k]:.2f}" for k in ("convert", "fold_batchnorm", "fuse_synapses", "ranges",
                                                     "quantize", "bias_onset", "write")) +
               f"), file {r['file_mb']} MiB, peak {r['peak_mb']} MiB, ANN {r['ann_gmac']} GMAC/sample", flush=True)
     for name, label, key, d0 in (("vgg", "VGG", "vgg16", 16), ("resnet", "ResNet", "resnet18", 18)):
         r = runs[(name, d0, 32)]
         out[f"{key}_compile_s"] = r["total"]
+        out[f"{key}_compile_cpu_s"] = r["cpu_total"]
         out[f"{key}_compile_peak_mb"] = r["peak_mb"]
         ds = sorted(d for (n, d, p) in runs if n == name and p == 32)
-        a, b, r2 = fit(ds, [runs[(name, d, 32)]["total"] for d in ds])
-        print(f"{label}-{ds} at 32x32: seconds = {a:.2f} + {b:.3f} x depth, R^2 = {r2:.3f}; per ANN GMAC: " +
-              ", ".join(f"{runs[(name, d, 32)]['total'] / runs[(name, d, 32)]['ann_gmac']:.1f}" for d in ds))
+        a, b, r2 = fit(ds, [runs[(name, d, 32)]["cpu_total"] for d in ds])
+        print(f"{label}-{ds} at 32x32: CPU seconds = {a:.2f} + {b:.3f} x depth, R^2 = {r2:.3f}; per ANN GMAC: " +
+              ", ".join(f"{runs[(name, d, 32)]['cpu_total'] / runs[(name, d, 32)]['ann_gmac']:.1f}" for d in ds))
         out[f"{key}_depth_r2"] = round(r2, 3)
         ps = sorted(p for (n, d, p) in runs if n == name and d == d0)
-        a, b, r2 = fit([p * p for p in ps], [runs[(name, d0, p)]["total"] for p in ps])
-        print(f"{label}-{d0} at {ps} pixels a side: seconds = {a:.2f} + {b * 1024:.3f} x (pixels / 32x32), "
+        a, b, r2 = fit([p * p for p in ps], [runs[(name, d0, p)]["cpu_total"] for p in ps])
+        print(f"{label}-{d0} at {ps} pixels a side: CPU seconds = {a:.2f} + {b * 1024:.3f} x (pixels / 32x32), "
               f"R^2 = {r2:.3f}")
         out[f"{key}_pixels_r2"] = round(r2, 3)
 
@@ -285,12 +288,12 @@ def part_sim(out: dict, args) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- memory
-def one_memory(batch: int, steps: int) -> dict:
+def one_memory(batch: int, steps: int, name: str = "vgg") -> dict:
     import snnc
     from snnc.backends.cpu.simulator import simulate
 
     torch.set_num_threads(1)
-    model, xc = vgg(16, 32), calib(32)
+    model, xc = build(name, 16 if name == "vgg" else 18, 32), calib(32)
     comp = snnc.compile(model, xc)
     del model
     x = calib(32, batch, seed=1)
@@ -298,7 +301,7 @@ def one_memory(batch: int, steps: int) -> dict:
     base = hwm_mb()
     t0 = time.perf_counter()
     simulate(comp.int_graph, x, steps, batch_size=batch)
-    return {"batch": batch, "steps": steps, "peak_mb": round(hwm_mb()), "growth_mb": round(hwm_mb() - base),
+    return {"name": name, "batch": batch, "steps": steps, "peak_mb": round(hwm_mb()), "growth_mb": round(hwm_mb() - base),
             "base_mb": round(base), "seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -308,15 +311,17 @@ def part_memory(out: dict) -> None:
 
     g = snnc.compile(vgg(16, 32), calib(32, 16)).int_graph
     neurons = sum(int(np.prod(s)) for n, s in build_plan(g).shapes.items() if n in build_plan(g).neurons)
-    rows = [_sub(["--one-memory", str(b), str(s)]) for b, s in ((256, 32), (256, 8), (64, 32))]
+    rows = [_sub(["--one-memory", str(b), str(s), n]) for n, b, s in
+            (("vgg", 256, 32), ("vgg", 256, 8), ("vgg", 64, 32), ("resnet", 256, 32))]
     for r in rows:
-        print(f"  VGG-16 batch {r['batch']}, T={r['steps']}: peak RSS {r['peak_mb']} MiB (the simulate call added "
+        print(f"  {'VGG-16' if r['name'] == 'vgg' else 'ResNet-18'} batch {r['batch']}, T={r['steps']}: peak RSS {r['peak_mb']} MiB (the simulate call added "
               f"{r['growth_mb']} MiB to {r['base_mb']}; {r['seconds']} s)")
     print(f"  {neurons} neurons per sample: the growth is {rows[0]['growth_mb'] * 2 ** 20 / (256 * neurons):.1f} "
           "bytes per neuron and sample at batch 256")
     out["vgg16_peak_rss_mb"] = rows[0]["peak_mb"]
     out["vgg16_peak_rss_mb_T8"] = rows[1]["peak_mb"]
     out["vgg16_peak_rss_mb_b64"] = rows[2]["peak_mb"]
+    out["resnet18_peak_rss_mb"] = rows[3]["peak_mb"]
 
 
 # -------------------------------------------------------------------------------------------------- digits
@@ -358,7 +363,7 @@ def main() -> None:
     ap.add_argument("--check", type=int, default=4, help="samples compared with the int64 reference engine")
     ap.add_argument("--one-compile", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--one-sim", nargs=5, help=argparse.SUPPRESS)
-    ap.add_argument("--one-memory", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--one-memory", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     if args.one_compile:
@@ -370,7 +375,7 @@ def main() -> None:
         print(json.dumps(one_sim(n, int(b), int(s), int(r), int(c))))
         return
     if args.one_memory:
-        print(json.dumps(one_memory(int(args.one_memory[0]), int(args.one_memory[1]))))
+        print(json.dumps(one_memory(int(args.one_memory[0]), int(args.one_memory[1]), *args.one_memory[2:])))
         return
     out: dict = {}
     load = os.getloadavg()[0]
@@ -381,8 +386,9 @@ def main() -> None:
          "memory": lambda: part_memory(out), "digits": lambda: part_digits(out)}[part]()
     out["load_start"] = round(load, 1)
     out["load_end"] = round(os.getloadavg()[0], 1)
-    keys = ["vgg16_compile_s", "resnet18_compile_s", "vgg16_sim_over_dense", "resnet18_sim_over_dense",
-            "vgg16_sim_over_torch_snn", "resnet18_sim_over_torch_snn", "vgg16_peak_rss_mb"]
+    keys = ["vgg16_compile_s", "resnet18_compile_s", "vgg16_compile_cpu_s", "resnet18_compile_cpu_s",
+            "vgg16_sim_over_dense", "resnet18_sim_over_dense", "vgg16_sim_over_torch_snn",
+            "resnet18_sim_over_torch_snn", "vgg16_peak_rss_mb", "resnet18_peak_rss_mb"]
     first = [k for k in keys if k in out]
     print("scale " + " ".join(f"{k}={out[k]}" for k in first + [k for k in out if k not in first]))
 
