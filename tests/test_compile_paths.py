@@ -55,7 +55,7 @@ def test_pool_flatten_linear_fuses_structurally(pool, monkeypatch) -> None:
     g = fold_batchnorm(convert(m, x))
     plan = build_plan(g)
     c = plan.connections[-1]
-    fn = fs._chain_fn(g, plan, c)
+    fn = fs.chain_fn(g, plan, c)
     n_in = math.prod(plan.shapes[c.src])
     eye = torch.eye(n_in, dtype=torch.float64).reshape((n_in,) + tuple(plan.shapes[c.src]))
     ref = fn.linear(eye).reshape(n_in, -1).T.numpy()
@@ -74,9 +74,9 @@ def test_depthwise_pool_then_conv_composition_is_the_general_one() -> None:
              groups=c)
     b = dict(weight=rng.standard_normal((7, c, 3, 3)), bias=rng.standard_normal(7), stride=(1, 1),
              padding=(1, 1), dilation=(1, 1), groups=1)
-    fast = fs._compose_conv(a, b, c)
-    a_dense = dict(a, weight=fs._dense_weight(a, c), groups=1)  # the same pool as a full conv: the general path
-    general = fs._compose_conv(a_dense, b, c)
+    fast = fs.compose_conv(a, b, c)
+    a_dense = dict(a, weight=fs.dense_weight(a, c), groups=1)  # the same pool as a full conv: the general path
+    general = fs.compose_conv(a_dense, b, c)
     np.testing.assert_array_equal(fast["weight"], general["weight"])
     np.testing.assert_array_equal(fast["bias"], general["bias"])
     assert fast["stride"] == general["stride"] and fast["padding"] == general["padding"]

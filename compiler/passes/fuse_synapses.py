@@ -21,7 +21,8 @@ from snnc.ir.plan import Connection, Plan, build_plan
 MAX_DENSE = 64_000_000  # largest explicit matrix (elements) the pass will build
 
 
-def _chain_fn(graph: Graph, plan: Plan, conn: Connection) -> Synapse:
+def chain_fn(graph: Graph, plan: Plan, conn: Connection) -> Synapse:
+    """The float linear map of one connection's chain (``snnc.ir.chain.Synapse`` on the CPU, float64)."""
     return Synapse(graph, plan, conn, integer=False, dev=torch.device("cpu"))
 
 
@@ -41,7 +42,7 @@ def _as_conv(node, name: str, in_shape: tuple) -> dict | None:
     return None
 
 
-def _dense_weight(conv: dict, channels_in: int) -> np.ndarray:
+def dense_weight(conv: dict, channels_in: int) -> np.ndarray:
     """Full (out, in, kh, kw) weight of a grouped conv."""
     w, g = conv["weight"], conv["groups"]
     if g == 1:
@@ -54,13 +55,13 @@ def _dense_weight(conv: dict, channels_in: int) -> np.ndarray:
     return full
 
 
-def _compose_conv(a: dict, b: dict, c_in: int) -> dict | None:
+def compose_conv(a: dict, b: dict, c_in: int) -> dict | None:
     """conv b after conv a as one conv, when a or b is a pooling-like op (stride == kernel, no padding)."""
     if a["dilation"] != (1, 1) or b["dilation"] != (1, 1):
         return None
     depthwise_a = a["groups"] == c_in == a["weight"].shape[0] and a["weight"].shape[1] == 1  # a pool: one input each
-    wa = a["weight"] if depthwise_a else _dense_weight(a, c_in)
-    wb = _dense_weight(b, a["weight"].shape[0])
+    wa = a["weight"] if depthwise_a else dense_weight(a, c_in)
+    wb = dense_weight(b, a["weight"].shape[0])
     ka, kb = wa.shape[2:], wb.shape[2:]
     sa, sb, pa, pb = a["stride"], b["stride"], a["padding"], b["padding"]
     a_pool_like = tuple(sa) == tuple(ka) and tuple(pa) == (0, 0)  # b runs on a k-times coarser grid
@@ -165,7 +166,7 @@ def _structural(graph: Graph, plan: Plan, conn: Connection) -> nir.NIRNode | Non
             cd["weight"] = cd["weight"] * scale_in
             scale_in = 1.0
             if convs:
-                comp = _compose_conv(convs[-1], cd, plan.shapes[conn.src][0] if len(convs) == 1 else
+                comp = compose_conv(convs[-1], cd, plan.shapes[conn.src][0] if len(convs) == 1 else
                                      convs[-1]["weight"].shape[1] * convs[-1]["groups"])
                 if comp is None:
                     return None
@@ -251,7 +252,7 @@ def fuse_synapses(graph: Graph) -> Graph:
             base = f"{base}.to.{c.dst}"
         while base in nodes:
             base = base + "_"
-        fn = _chain_fn(graph, plan, c)
+        fn = chain_fn(graph, plan, c)
         node = _structural(graph, plan, c)
         flat = isinstance(node, nir.Affine) and len(plan.shapes[c.src]) > 1
         if node is None or not _check(node, fn, plan, c, flat):
