@@ -140,3 +140,16 @@ def test_write_with_and_without_gzip(tmp_path) -> None:
         assert graphs_equal(read(p), g)
     assert (tmp_path / "gTrue.nir").stat().st_size < (tmp_path / "gFalse.nir").stat().st_size
     assert (tmp_path / "gNone.nir").stat().st_size == (tmp_path / "gTrue.nir").stat().st_size  # small: gzip
+
+
+def test_sequence_calibration_takes_the_range_run() -> None:
+    """Calibration sequences (N, T, *input): "auto" sizes the potentials by the range run over each sequence's T
+    (the ANN sees only the time-average), and "ann" is refused by name."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 5)).eval()
+    seq = (np.random.default_rng(0).random((16, 6, 2, 6, 6)) < 0.3).astype(np.float32)
+    auto = snnc.compile(m, seq, calib_sequence=True)
+    run = snnc.compile(m, seq, calib_sequence=True, ranges="run")
+    assert graphs_equal(auto.int_graph, run.int_graph)
+    with pytest.raises(DataError, match="sequences"):
+        snnc.compile(m, seq, calib_sequence=True, ranges="ann")
