@@ -314,9 +314,9 @@ def part_memory(out: dict) -> None:
     rows = [_sub(["--one-memory", str(b), str(s), n]) for n, b, s in
             (("vgg", 256, 32), ("vgg", 256, 8), ("vgg", 64, 32), ("resnet", 256, 32))]
     for r in rows:
-        print(f"  {'VGG-16' if r['name'] == 'vgg' else 'ResNet-18'} batch {r['batch']}, T={r['steps']}: peak RSS {r['peak_mb']} MiB (the simulate call added "
-              f"{r['growth_mb']} MiB to {r['base_mb']}; {r['seconds']} s)")
-    print(f"  {neurons} neurons per sample: the growth is {rows[0]['growth_mb'] * 2 ** 20 / (256 * neurons):.1f} "
+        print(f"  {'VGG-16' if r['name'] == 'vgg' else 'ResNet-18'} batch {r['batch']}, T={r['steps']}: peak RSS "
+              f"{r['peak_mb']} MiB (the simulate call added {r['growth_mb']} MiB to {r['base_mb']}; {r['seconds']} s)")
+    print(f"  VGG-16: {neurons} neurons per sample: the growth is {rows[0]['growth_mb'] * 2 ** 20 / (256 * neurons):.1f} "
           "bytes per neuron and sample at batch 256")
     out["vgg16_peak_rss_mb"] = rows[0]["peak_mb"]
     out["vgg16_peak_rss_mb_T8"] = rows[1]["peak_mb"]
