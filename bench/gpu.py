@@ -79,7 +79,8 @@ def one(name: str, dev: torch.device, batch: int, steps: int, check: int, repeat
     t_dense, _ = timed(dense, dev, repeats)
     return {"net": name, "device": str(dev), "batch": batch, "steps": steps, "latency": res.latency_steps,
             "compile_s": round(compile_s, 2), "snnc_s": round(t_snnc, 4), "torch_snn_s": round(t_snn, 4),
-            "dense_s": round(t_dense, 4), "snnc_sps": round(batch / t_snnc, 1), "torch_snn_sps": round(batch / t_snn, 1),
+            "dense_s": round(t_dense, 4), "snnc_sps": round(batch / t_snnc, 1),
+            "torch_snn_sps": round(batch / t_snn, 1),
             "dense_sps": round(batch / t_dense, 1), "sim_over_torch_snn": round(t_snnc / t_snn, 3),
             "sim_over_dense": round(t_snnc / t_dense, 3), "exact_vs_cpu": bool(exact), "checked": check,
             "spikes_differ": differ, "events": res.total_events(), "peak_mem_mb": round(mem, 1)}

@@ -301,7 +301,8 @@ def one_memory(batch: int, steps: int, name: str = "vgg") -> dict:
     base = hwm_mb()
     t0 = time.perf_counter()
     simulate(comp.int_graph, x, steps, batch_size=batch)
-    return {"name": name, "batch": batch, "steps": steps, "peak_mb": round(hwm_mb()), "growth_mb": round(hwm_mb() - base),
+    return {"name": name, "batch": batch, "steps": steps, "peak_mb": round(hwm_mb()),
+            "growth_mb": round(hwm_mb() - base),
             "base_mb": round(base), "seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -316,7 +317,8 @@ def part_memory(out: dict) -> None:
     for r in rows:
         print(f"  {'VGG-16' if r['name'] == 'vgg' else 'ResNet-18'} batch {r['batch']}, T={r['steps']}: peak RSS "
               f"{r['peak_mb']} MiB (the simulate call added {r['growth_mb']} MiB to {r['base_mb']}; {r['seconds']} s)")
-    print(f"  VGG-16: {neurons} neurons per sample: the growth is {rows[0]['growth_mb'] * 2 ** 20 / (256 * neurons):.1f} "
+    per = rows[0]["growth_mb"] * 2 ** 20 / (256 * neurons)
+    print(f"  VGG-16: {neurons} neurons per sample: the growth is {per:.1f} "
           "bytes per neuron and sample at batch 256")
     out["vgg16_peak_rss_mb"] = rows[0]["peak_mb"]
     out["vgg16_peak_rss_mb_T8"] = rows[1]["peak_mb"]
