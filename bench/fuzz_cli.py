@@ -453,8 +453,10 @@ def _semantics(cmd: str, c: dict[str, tuple[str, str]], verdict: str, fx: Fixtur
             bad = True
         if binarize not in ("none", "auto") and ("max_drop" in val or "storage" in val):
             bad = True
-        if binarize != "none" and val.get("calib", "digits") == fx["nolabels.npz"]:
-            bad = True
+        if binarize != "none" and fx["nolabels.npz"] in (val.get("calib", "digits"), val.get("data", "digits")):
+            bad = True  # binarization measures accuracy on the validation part of --calib and on --data
+        if binarize != "none" and val.get("data") == fx["flat.npz"]:
+            verdict = ANY if verdict == OK else verdict
         if model.endswith(".nir") and binarize == "fc1":  # NIR import names fused layers from the graph
             verdict = ANY
         if val.get("calibrate") and val.get("reset") == "zero":
@@ -465,6 +467,8 @@ def _semantics(cmd: str, c: dict[str, tuple[str, str]], verdict: str, fx: Fixtur
             bad = True  # a ReLU model has no ClipFloor: UnsupportedLayerError
         if val.get("calib") == fx["flat.npz"] and not model.endswith(".nir"):
             verdict = ANY if verdict == OK else verdict
+    if cmd in ("simulate", "energy") and "calib" in val:
+        bad = True  # the base graph is compiled by snnc: it records its calibration data
     if cmd == "sweep" and "qcfs" in val.get("method", ""):
         bad = True
     if cmd in ("simulate", "energy", "run", "verify") and val.get("data") == fx["flat.npz"]:

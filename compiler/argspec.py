@@ -212,15 +212,26 @@ class InFile(Spec):
 
 @dataclass(frozen=True)
 class DataSet(Spec):
-    """``digits`` or ``digits-events`` (built in) or an existing .npz file."""
+    """``SOURCE[:SPLIT]`` (``snnc.dataspec``): a built-in data set (``digits``, ``digits-events``, with one of its
+    splits) or an existing .npz file, with a split name. Whether an .npz holds the split is checked when it is
+    loaded."""
 
     def __call__(self, text: str) -> str:
-        if text in ("digits", "digits-events"):
+        from snnc.data import BUILTIN
+        from snnc.dataspec import parse_spec
+
+        if text == "":
+            raise UsageError(f"{self.name}: expected 'digits', 'digits-events' or a path to an .npz, got ''")
+        source, split = parse_spec(text)
+        if source in BUILTIN:
+            if split is not None and split not in BUILTIN[source][1]:
+                self.refuse(f"{source} has splits {', '.join(BUILTIN[source][1])}", text)
             return text
-        return replace(InFile(what="data file", error=DataError), name=self.name)(text)
+        replace(InFile(what="data file", error=DataError), name=self.name)(source)
+        return text
 
     def describe(self) -> str:
-        return "'digits', 'digits-events' or an existing .npz (x, y)"
+        return "'digits[:SPLIT]', 'digits-events[:SPLIT]' or an existing .npz[:SPLIT]"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Data sets: the built-in ``digits`` (scikit-learn's 8x8 handwritten digits), ``digits-events`` (the same digits as
-ON/OFF event streams from a simulated DVS) or a user ``.npz`` (x, y).
+ON/OFF event streams from a simulated DVS) or a user ``.npz``.
 
 digits: 1797 images, pixel values 0..16 scaled to [0, 1] (x / 16), shape (N, 1, 8, 8), labels 0..9.
 Fixed split: ``train_test_split(test_size=360, random_state=0, stratify=y)`` -> 1437 train, 360 test.
-Evaluation uses the test split, calibration the train split.
+A user .npz holds ``x`` (and integer labels ``y``), and/or named splits ``x_NAME``/``y_NAME`` (x_train, x_test, ...).
+Which data a command uses for calibration and for evaluation is ``snnc.dataspec``.
 
 digits-events (``digits_events``): made the way N-MNIST was made from MNIST (Orchard et al. 2015: a sensor on a
 pan-tilt unit moved in three saccades over the still image). Each digit sits on a dark 10 x 10 pixel canvas and
@@ -19,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from snnc.ir.errors import DataError
@@ -105,47 +107,58 @@ def _events(split: str, steps: int) -> np.ndarray:
     return events_from_images(_digits(split)[0][:, 0].astype(np.float64), steps)
 
 
-def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """User data: an .npz with float ``x`` (N, C, H, W) or (N, features), or sequences (N, T, ...) (whether x has a
-    time axis is decided against the graph's Input, ``snnc.ir.sequence``), and integer ``y`` (N,)."""
+def npz_splits(path: str | os.PathLike) -> list[str]:
+    """Names of the splits an .npz holds: "" for its unnamed arrays ``x``/``y``, NAME for ``x_NAME``/``y_NAME``."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such data file (expected 'digits' or an .npz with arrays x and y)")
     try:
         with np.load(p, allow_pickle=False) as f:
-            if "x" not in f.files:
-                raise DataError(f"{p}: missing array 'x' (has {f.files})")
-            x = np.asarray(f["x"])
-            y = np.asarray(f["y"]) if "y" in f.files else None
+            files = list(f.files)
+    except Exception as e:
+        raise DataError(f"{p}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    return [""] * ("x" in files) + sorted(k[2:] for k in files if k.startswith("x_") and len(k) > 2)
+
+
+def load_npz(path: str | os.PathLike, split: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """User data: an .npz with float ``x`` (N, C, H, W) or (N, features), or sequences (N, T, ...) (whether x has a
+    time axis is decided against the graph's Input, ``snnc.ir.sequence``), and integer ``y`` (N,); with ``split``
+    NAME, the arrays ``x_NAME`` and ``y_NAME`` of the same file (named splits, e.g. x_train/y_train/x_test/y_test)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such data file (expected 'digits' or an .npz with arrays x and y)")
+    xk, yk = ("x", "y") if not split else (f"x_{split}", f"y_{split}")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            if xk not in f.files:
+                named = sorted(k[2:] for k in f.files if k.startswith("x_") and len(k) > 2)
+                raise DataError(f"{p}: missing array {xk!r} (has {f.files}; named splits: {named or 'none'})")
+            x = np.asarray(f[xk])
+            y = np.asarray(f[yk]) if yk in f.files else None
     except DataError:
         raise
     except Exception as e:
         raise DataError(f"{p}: not a readable .npz file ({type(e).__name__}: {e})") from None
     if x.dtype.kind not in "fiu":
-        raise DataError(f"{p}: field 'x' must be numeric, has dtype {x.dtype}")
+        raise DataError(f"{p}: field {xk!r} must be numeric, has dtype {x.dtype}")
     x = x.astype(np.float32)
     if x.ndim < 2:
-        raise DataError(f"{p}: field 'x' must be (N, ...) with a batch dimension, has shape {x.shape}")
+        raise DataError(f"{p}: field {xk!r} must be (N, ...) with a batch dimension, has shape {x.shape}")
     if x.shape[0] == 0:
-        raise DataError(f"{p}: field 'x' holds no samples (shape {x.shape}); a data set needs N >= 1")
+        raise DataError(f"{p}: field {xk!r} holds no samples (shape {x.shape}); a data set needs N >= 1")
     if not np.all(np.isfinite(x)):
-        raise DataError(f"{p}: field 'x' contains NaN or inf")
+        raise DataError(f"{p}: field {xk!r} contains NaN or inf")
     if y is not None:
         if y.dtype.kind not in "iu" or y.shape != (x.shape[0],):
-            raise DataError(f"{p}: field 'y' must be integer labels of shape ({x.shape[0]},), has {y.dtype} "
+            raise DataError(f"{p}: field {yk!r} must be integer labels of shape ({x.shape[0]},), has {y.dtype} "
                             f"{y.shape}")
         y = y.astype(np.int64)
     return x, y
 
 
-BUILTIN = ("digits", "digits-events")
-
-
-def load_dataset(spec: str, split: str = "test") -> tuple[np.ndarray, np.ndarray | None]:
-    """``digits`` or ``digits-events`` (split train/test) or a path to an .npz (the whole file, whatever the
-    split)."""
-    if spec == "digits":
-        return digits(split)
-    if spec == "digits-events":
-        return digits_events(split)
-    return load_npz(spec)
+# built-in data sets: name -> (loader taking a split name, its splits; the first two are what calibration and
+# evaluation use when no split is named)
+BUILTIN: dict[str, tuple[Callable[[str], tuple[np.ndarray, np.ndarray]], tuple[str, ...]]] = {
+    "digits": (digits, ("train", "test", "all")),
+    "digits-events": (digits_events, ("train", "test", "all")),
+}

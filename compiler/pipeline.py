@@ -1,6 +1,8 @@
 """The compile pipeline: one ordered list of stages, one timing loop, for torch models and NIR graphs alike.
 
   convert | import    torch.nn.Module -> float NIR graph (frontend/convert.py) | any NIR graph (frontend/nir_import)
+  ann_macs            the source network's MACs per neuron layer, before anything fuses (analysis/macs.py), and
+                      a fingerprint of the calibration data, recorded in the graph's metadata
   tune                threshold tuning for T steps (passes/threshold_tuning.py)           torch models, optional
   restructure         residual delay balancing with IF relays (frontend/residual.py)       optional
   fold_batchnorm      BatchNorm affines into the neighbouring synapses
@@ -158,6 +160,19 @@ def _convert(ctx: Context, g: Graph | None) -> Graph:
     return convert(ctx.source, ctx.ann_calib, ctx.options.convert, stats=ctx.ann)
 
 
+def _ann_macs(ctx: Context, g: Graph) -> Graph:
+    from snnc.analysis.macs import source_macs
+    from snnc.dataspec import fingerprint
+    from snnc.ir import conventions as cv
+
+    g.metadata = dict(g.metadata or {})
+    g.metadata[cv.ANN_MACS] = source_macs(g)
+    g.metadata[cv.ANN_MACS_COUNTED_ON] = "nir" if ctx.is_nir else "torch"
+    g.metadata[cv.CALIB_SAMPLES] = int(len(ctx.calib))
+    g.metadata[cv.CALIB_SHA256] = fingerprint(ctx.calib)
+    return g
+
+
 def _tune(ctx: Context, g: Graph) -> Graph:
     from snnc.passes.threshold_tuning import tune_thresholds
 
@@ -252,6 +267,7 @@ def _refuse_for_nir(what: str) -> Callable[[Context], bool]:
 # (name, stage, runs when): the one order of compilation
 STAGES: list[tuple[str, Callable[[Context, Graph | None], Graph], Callable[[Context], bool]]] = [
     ("convert", _convert, lambda c: True),
+    ("ann_macs", _ann_macs, lambda c: True),
     ("tune", _tune, lambda c: bool(c.options.tune_steps) and _refuse_for_nir("threshold tuning")(c)),
     ("restructure", _restructure, lambda c: c.options.restructure),
     ("fold_batchnorm", _fold, lambda c: True),

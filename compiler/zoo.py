@@ -3,6 +3,9 @@
 - ``DigitsMLP``: flatten, one hidden ReLU layer, a linear head (the CLI fuzzer's fast model).
 - ``DigitsCNN``: two conv + BN + ReLU blocks, average pooling, a linear head.
 - ``EventsCNN``: the same for ``digits-events`` frames (2 x 10 x 10: ON/OFF events per step, averaged over time).
+- ``DigitsBNCNN``: a 4-layer BN CNN (pooling before a hidden linear layer): 51,776 MACs in its
+  conv/linear layers + 384 in its average pooling.
+- ``DeepCNN``: five conv + BN + ReLU layers, global average pooling, a linear head (the binarization bench's deep CNN).
 - ``DigitsResNet``: the CIFAR ResNet layout (He et al. 2016), 6n+2 weighted layers. ResNet-110 is n = 18: a 3x3
   stem conv, three stages of n basic blocks (two 3x3 conv + BN each; channels c, 2c, 4c on 8x8, 4x4, 2x2 maps),
   global average pooling and a linear head. The first block of stages 2 and 3 downsamples (stride 2) with a 1x1
@@ -65,6 +68,52 @@ class EventsCNN(nn.Module):
         x = self.pool(self.relu1(self.bn1(self.conv1(x))))
         x = self.relu2(self.bn2(self.conv2(x)))
         return self.fc(self.flatten(x))
+
+
+class DigitsBNCNN(nn.Module):
+    """conv 1->12 (3x3, pad 1; 8x8) + BN + ReLU, conv 12->24 (3x3, stride 2, pad 1; 4x4) + BN + ReLU, AvgPool2d(2)
+    (24x2x2 = 96), Linear 96->32 + BN + ReLU, Linear 32->10. MACs per inference: 6,912 + 41,472 + 384 (pool) +
+    3,072 + 320 = 52,160."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 12, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(12)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(12, 24, 3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(24)
+        self.relu2 = nn.ReLU()
+        self.pool = nn.AvgPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(96, 32, bias=False)
+        self.bn3 = nn.BatchNorm1d(32)
+        self.relu3 = nn.ReLU()
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.relu2(self.bn2(self.conv2(x)))
+        x = self.relu3(self.bn3(self.fc1(self.flatten(self.pool(x)))))
+        return self.fc2(x)
+
+
+class DeepCNN(nn.Module):
+    """Six weighted layers: five 3x3 conv + BN + ReLU (16, 32, 32/stride 2, 64, 64 channels), global average
+    pooling, a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        chans = [(1, 16, 1), (16, 32, 1), (32, 32, 2), (32, 64, 1), (64, 64, 1)]
+        layers: list[nn.Module] = []
+        for ci, co, s in chans:
+            layers += [nn.Conv2d(ci, co, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(co), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(self.pool(self.features(x))))
 
 
 class BasicBlock(nn.Module):

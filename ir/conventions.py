@@ -72,6 +72,15 @@ NIR_DISCRETISATION = _key("snnc.nir_discretisation", "graph", "str", '"euler" or
                           "how the time constants were discretised")
 READOUT_NODE = _key("snnc.readout_node", "graph", "str", "node name", "graphs exported for other frameworks: the "
                     "IF node that stands for the I readout")
+ANN_MACS = _key("snnc.ann_macs", "graph", "dict", "MACs per inference, by neuron layer", "the source network's "
+                "multiply-accumulates, counted before fusing (conv, linear, pooling each as its own operation; "
+                "BatchNorm folded) and summed over the connections into each neuron layer; snnc energy's ANN baseline")
+ANN_MACS_COUNTED_ON = _key("snnc.ann_macs_counted_on", "graph", "str", '"torch" or "nir"', "what snnc.ann_macs was "
+                           "counted on: the torch model as converted, or an NIR graph from another tool as imported")
+CALIB_SAMPLES = _key("snnc.calib_samples", "graph", "int", "samples", "calibration samples the graph was compiled "
+                     "with (thresholds, ranges)", 1, 2 ** 62)
+CALIB_SHA256 = _key("snnc.calib_sha256", "graph", "str", "16 hex digits", "sha256 of the calibration inputs (float32 "
+                    "bytes), to tell whether evaluation data is the calibration data (snnc.dataspec.fingerprint)")
 # neuron nodes (IF, LIF, I, CubaLIF, ...)
 RESET = _key("snnc.reset", "neuron", "str", '"subtract" or "zero"', "reset after a spike: v -= threshold, or v = 0 "
              "(absent: nir >= 1.0.6 nodes reset to v_reset, nir <= 1.0.5 ones subtract; files record it on reading)")

@@ -312,6 +312,12 @@ def _check_metadata(graph: Graph, shapes: dict[str, tuple]) -> None:
     for key, spec in GRAPH_META.items():
         if key in (graph.metadata or {}):
             _scalar("graph", key, cv.meta(graph, key), *spec)
+    macs = cv.meta(graph, cv.ANN_MACS)
+    if macs is not None and not (isinstance(macs, dict) and all(
+            isinstance(k, str) and np.asarray(v).ndim == 0 and np.asarray(v).dtype.kind in "iu" and int(v) >= 0
+            for k, v in macs.items())):
+        raise GraphError(f"graph: metadata field {cv.ANN_MACS!r} must map neuron layer names to MAC counts "
+                         f"(integers >= 0), got {macs!r}"[:300])
     kind = cv.meta(graph, cv.KIND, cv.FLOAT)
     if kind not in (cv.FLOAT, cv.INTEGER):
         raise GraphError(f"graph: metadata field {cv.KIND!r} must be 'float' or 'integer', got {kind!r}")

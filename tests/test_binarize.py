@@ -86,22 +86,25 @@ def test_storage_matches_written_bytes(fused, digits_data, tmp_path):
 
 def test_fragile_layer_ranked_costlier(fused, digits_data):
     (xtr, ytr), _ = digits_data
-    ests, base = estimate_layers(fused, xtr[:200], ytr[:200], steps=16, only=["conv1", "fc"])
+    ests, val = estimate_layers(fused, xtr[:200], ytr[:200], steps=16, only=["conv1", "fc"])
     e = {x.name: x for x in ests}
     # conv1 has a fan-in of 9 (sign() of 9 weights keeps little); fc sums 2048 inputs (errors average out)
     assert e["conv1"].output_error > e["fc"].output_error
     assert e["conv1"].float_drop > e["fc"].float_drop + 5
+    assert e["conv1"].disagreement > e["fc"].disagreement + 5 and e["conv1"].output_kl > e["fc"].output_kl
+    # the budget estimator (default: disagreement) bounds the accuracy change on the same samples
+    assert all(abs(x.float_drop) <= x.disagreement == x.estimated_drop for x in ests)
     assert not e["conv1"].eligible and not e["fc"].eligible  # first and last layers are excluded by default
-    assert base > 0.8
+    assert val.accuracy > 0.8
 
 
 def test_select_policy_respects_budget_and_ends():
     from snnc.binarize_search import LayerEstimate
 
-    ests = [LayerEstimate("a", "a", 100, False, 101, 15, float_drop=0.0),
-            LayerEstimate("b", "b", 1000, True, 1001, 140, float_drop=0.3),
-            LayerEstimate("c", "c", 2000, True, 2001, 260, float_drop=0.4),
-            LayerEstimate("d", "d", 500, True, 501, 70, float_drop=-0.1)]
+    ests = [LayerEstimate("a", "a", 100, False, 101, 15, estimated_drop=0.0),
+            LayerEstimate("b", "b", 1000, True, 1001, 140, estimated_drop=0.3),
+            LayerEstimate("c", "c", 2000, True, 2001, 260, estimated_drop=0.4),
+            LayerEstimate("d", "d", 500, True, 501, 70, estimated_drop=-0.1)]
     assert select_layers(ests, max_drop=0.5) == ["d", "b"]  # a is an end layer; c would exceed 0.5 after b
     # bytes 3604 -> 3173 (0.88) after d -> 2312 (0.64) after b -> 571 after c
     assert select_layers(ests, max_drop=None, storage=0.9) == ["d"]

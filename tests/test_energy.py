@@ -9,6 +9,7 @@ import math
 import nir
 import numpy as np
 import pytest
+import torch
 import torch.nn as nn
 from snnc.analysis.energy import MODELS, get_model
 from snnc.analysis.macs import connection_macs, graph_macs
@@ -243,7 +244,9 @@ def test_cli_energy_json_and_plots(tmp_path, small_compiled, capsys):
             assert k in row
     assert sum(r["sops"] for r in out["layers"]) == pytest.approx(out["sops"])
     assert sum(r["snn_energy_j"] for r in out["layers"]) == pytest.approx(out["snn_energy_j"])
-    assert sum(r["macs"] for r in out["layers"]) == out["macs"] == 9216 + 294912 + 20480
+    # the source network's MACs (pool 512 x 4 and fc 512 x 10 counted apart), not the fused 2048 x 10 fc
+    assert sum(r["macs"] for r in out["layers"]) == out["macs"] == 9216 + 294912 + 2048 + 5120
+    assert out["macs_compiled_graph"] == 9216 + 294912 + 20480 and out["ann_macs_counted_on"] == "torch"
     assert out["sops_total"] == round(out["sops"] * 20)
     assert out["sweep"][0]["sops"] < out["sweep"][1]["sops"]  # fewer steps, fewer spikes
     assert len(out["plots"]) == 4
@@ -251,3 +254,66 @@ def test_cli_energy_json_and_plots(tmp_path, small_compiled, capsys):
         assert open(f, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert main(["energy", str(p), "--samples", "5", "--sweep", "1,x", "--json"]) == UsageError.exit_code
     assert "--sweep" in capsys.readouterr().err
+
+
+def test_ann_baseline_is_the_source_network_pool_before_linear(tmp_path, capsys):
+    """The 4-layer BN CNN (snnc.zoo.DigitsBNCNN), counted by hand on the torch model: pooling before a hidden linear layer."""
+    import snnc
+    from snnc.cli import main
+    from snnc.data import digits
+    from snnc.zoo import DigitsBNCNN
+
+    torch.manual_seed(0)
+    model = DigitsBNCNN().eval()  # MACs do not depend on the weights
+    c = snnc.compile(model, digits("train")[0][:32], calib_steps=4)
+    conv1 = 8 * 8 * 12 * (1 * 3 * 3)  # out elements x in channels x kernel = 6,912
+    conv2 = 4 * 4 * 24 * (12 * 3 * 3)  # stride 2: 4x4 out = 41,472
+    pool = (24 * 2 * 2) * (2 * 2)  # AvgPool2d(2): 96 out elements x 4 = 384
+    fc1, fc2 = 96 * 32, 32 * 10  # 3,072 and 320; BatchNorm1d folded: 0
+    assert conv1 + conv2 + fc1 + fc2 == 51776 and pool == 384
+    assert cv.meta(c.int_graph, cv.ANN_MACS) == {"relu1": conv1, "relu2": conv2, "relu3": pool + fc1,
+                                                 "readout": fc2}
+    assert cv.meta(c.int_graph, cv.ANN_MACS_COUNTED_ON) == "torch"
+    # the compiled graph has the pool fused into a 384 -> 32 dense layer: 12,288 MACs instead of 3,072 + 384
+    assert graph_macs(c.int_graph)["fc1"] == 384 * 32
+    path = tmp_path / "bn.nir"
+    snnc.write(c.int_graph, path)
+    assert main(["energy", str(path), "--steps", "2", "--samples", "8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["macs"] == 51776 + 384 and out["macs_compiled_graph"] == 6912 + 41472 + 12288 + 320
+    assert out["ann_macs_counted_on"] == "torch" and "source network" in out["ann_macs_counted_on_text"]
+    assert out["ann_energy_j"] == pytest.approx(52160 * 4.6e-12)  # every ratio uses the source count
+    assert out["energy_ratio_ann_over_snn"] == pytest.approx(out["ann_energy_j"] / out["snn_energy_j"])
+    assert {r["name"]: r["macs"] for r in out["layers"]}["relu3"] == 3456
+    # a graph without a recorded count (older snnc files): counted on the graph as given, and the report says so
+    g = snnc.read(path)
+    g.metadata.pop(cv.ANN_MACS)
+    rep = energy_report(g, digits("test")[0][:4], simulate(g, digits("test")[0][:4], 2))
+    assert rep.macs == 60992 and rep.as_dict()["ann_macs_counted_on"] == "graph"
+
+
+def test_ann_baseline_of_another_tools_nir_file(tmp_path):
+    """An NIR file written by another tool: counted as imported, before fusing (conv 288 + pool 32 + affine 24)."""
+    import snnc
+
+    rng = np.random.default_rng(0)
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+             "conv": nir.Conv2d(input_shape=(4, 4), weight=rng.normal(size=(2, 1, 3, 3)), stride=1, padding=1,
+                                dilation=1, groups=1, bias=np.zeros(2)),
+             "if1": nir.IF(r=np.ones((2, 4, 4)), v_threshold=np.ones((2, 4, 4))),
+             "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+             "flat": nir.Flatten(input_type={"input": np.array([2, 2, 2])}, start_dim=0, end_dim=-1),
+             "fc": nir.Affine(weight=rng.normal(size=(3, 8)), bias=np.zeros(3)),
+             "if2": nir.IF(r=np.ones(3), v_threshold=np.ones(3)),
+             "output": nir.Output(output_type={"output": np.array([3])})}
+    edges = [("input", "conv"), ("conv", "if1"), ("if1", "pool"), ("pool", "flat"), ("flat", "fc"), ("fc", "if2"),
+             ("if2", "output")]
+    nir.write(tmp_path / "other.nir", nir.NIRGraph(nodes=nodes, edges=edges))
+    x = rng.random((16, 1, 4, 4)).astype(np.float32)
+    c = snnc.compile(str(tmp_path / "other.nir"), x)
+    assert cv.meta(c.int_graph, cv.ANN_MACS_COUNTED_ON) == "nir"
+    assert sum(cv.meta(c.int_graph, cv.ANN_MACS).values()) == 4 * 4 * 2 * 9 + 8 * 4 + 8 * 3
+    rep = energy_report(c.int_graph, x, simulate(c.int_graph, x, 2)).as_dict()
+    assert rep["macs"] == 344 and rep["ann_macs_counted_on"] == "nir" and "another tool" in rep[
+        "ann_macs_counted_on_text"]
+    assert rep["macs_compiled_graph"] > rep["macs"]  # pool fused into a 32 -> 3 dense layer, plus the readout's

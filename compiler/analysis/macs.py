@@ -2,14 +2,20 @@
 
 conv: out_elems x in_ch/groups x kh x kw; affine/linear: in x out; sum/avg pooling: out_elems x kh x kw (the
 window's adds, counted as MACs: the ANN's average is a scaled sum). Flatten, Scale and neurons cost nothing here
-(the ANN's ReLU is a compare). Counted on the graph as given: after ``fuse_synapses`` a pooling layer folded into
-the next affine is counted as that affine's larger in x out (see ``snnc energy`` docs)."""
+(the ANN's ReLU is a compare).
+
+The ANN baseline of ``snnc energy`` is the *source* network: ``source_macs`` counts the graph as converted from the
+torch model (or imported from another tool's NIR file) before ``fuse_synapses``, where pooling is still its own
+operation; the compile pipeline records it in the graph (``snnc.ann_macs``, ``snnc.ann_macs_counted_on``).
+``graph_macs`` / ``connection_macs`` count a graph as given: after fusing, a pooling layer folded into the next
+affine is counted as that affine's larger in x out (the digits CNN: 20,480 instead of 2,048 + 5,120)."""
 from __future__ import annotations
 
 import math
 
 import nir
 import numpy as np
+from snnc.ir import conventions as cv
 from snnc.ir.graph import Graph, conv2d_params, infer_shapes, pool_params
 from snnc.ir.plan import Plan, build_plan
 
@@ -45,3 +51,54 @@ def connection_macs(graph: Graph, plan: Plan | None = None) -> dict[tuple[str, s
     plan = plan or build_plan(graph)
     per_node = graph_macs(graph)
     return {(c.src, c.dst): sum(per_node.get(n, 0) for n in c.ops) for c in plan.connections}
+
+
+# what the ANN baseline was counted on (the JSON key ``ann_macs_counted_on`` and the energy table say it)
+COUNTED_ON = {
+    "torch": "source network: the torch model as trained (conv, linear and pooling each counted; BatchNorm folded), "
+             "before fusing",
+    "nir": "NIR graph from another tool, as imported by snnc (before fusing; its own layers, BatchNorm folded)",
+    "graph": "this graph as given (no source count recorded in it: fused synapses, pooling folded into the next "
+             "layer)",
+}
+
+
+def source_macs(graph: Graph, plan: Plan | None = None) -> dict[str, int]:
+    """MACs per inference of an unfused graph (converted or imported), summed over the connections into each neuron
+    layer (keyed by neuron layer name, so the count survives fusing, calibration and relay insertion).
+
+    BatchNorm affines (``snnc.from_bn``) and constant drives (``snnc.drive``) count 0: they fold into the layer
+    before them, or are its bias. A linear node that the
+    converter distributed over the operands of a residual add (copies sharing one ``snnc.source``) counts once."""
+    plan = plan or build_plan(graph)
+    shapes = infer_shapes(graph)
+    seen: set[str] = set()
+    out = {n: 0 for n in plan.neurons}
+    drive = {n for n in plan.neurons if cv.meta(graph.nodes[n], cv.DRIVE, False)}
+    for c in plan.connections:
+        if c.src in drive or c.dst in drive:  # a constant drive (a bias into LIF/CubaLIF) is a bias in the ANN
+            continue
+        for op in c.ops:
+            node = graph.nodes[op]
+            if cv.meta(node, cv.FROM_BN, False):
+                continue
+            key = str(cv.meta(node, cv.SOURCE) or op)
+            if key in seen:
+                continue
+            seen.add(key)
+            out[c.dst] += node_macs(node, op, tuple(shapes[op]))
+    return out
+
+
+def layer_ann_macs(graph: Graph, plan: Plan | None = None) -> tuple[dict[str, int], str]:
+    """(ANN MACs per inference by neuron layer, what they were counted on: a ``COUNTED_ON`` key). The source
+    network's count recorded at compile time when the graph has one, else the graph as given."""
+    plan = plan or build_plan(graph)
+    rec = cv.meta(graph, cv.ANN_MACS)
+    if rec:
+        return ({n: int(rec.get(n, 0)) for n in plan.neurons},
+                str(cv.meta(graph, cv.ANN_MACS_COUNTED_ON, "torch")))
+    out = {n: 0 for n in plan.neurons}
+    for (_, dst), m in connection_macs(graph, plan).items():
+        out[dst] += m
+    return out, "graph"

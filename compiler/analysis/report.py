@@ -1,8 +1,11 @@
 """The energy report of one run: per neuron layer and total, per inference, SNN (counted) vs ANN (MACs).
 
 A row belongs to a neuron layer L and holds: L's own spikes and rate; the SOPs / input MACs of the connections
-*into* L (the work of L's synapses, fan-in summed); L's neuron updates; the ANN MACs of the same connections.
-All counts are per inference (mean over samples); ``*_total`` fields are exact integers over all samples.
+*into* L (the work of L's synapses, fan-in summed); L's neuron updates; the ANN MACs of the same connections, as the
+source network computes them (``snnc.ann_macs``, counted before fusing; ``macs.layer_ann_macs``) — every energy
+ratio uses these. ``macs_counted_on`` says what they were counted on; ``macs_compiled_graph`` is the count of the
+fused graph itself, for comparison. All counts are per inference (mean over samples); ``*_total`` fields are exact
+integers over all samples.
 Sequences and recurrent graphs: the ANN baseline is the same network without spikes stepped once per input step
 (an RNN for a recurrent graph): its MACs are the per-step MACs times T (``ann_steps``); a static frame through a
 feed-forward graph is one ANN pass. A constant drive (``snnc.drive``) costs the ANN nothing (a bias)."""
@@ -16,7 +19,7 @@ from snnc.ir.graph import Graph
 from snnc.ir.plan import build_plan
 
 from .energy import EnergyModel, get_model
-from .macs import connection_macs
+from .macs import COUNTED_ON, connection_macs, layer_ann_macs
 from .sops import ConnectionOps, count_ops, neuron_updates
 from .spike_stats import LayerSpikes, spike_stats
 
@@ -57,6 +60,8 @@ class EnergyReport:
     input_steps: int | None = None
     input_binary: bool = False
     ann_steps: int = 1
+    macs_counted_on: str = "torch"  # a COUNTED_ON key: what the ANN MACs were counted on
+    macs_compiled_graph: float = 0.0  # MACs per inference of the graph as given (fused), for comparison
 
     @property
     def sops(self) -> float:
@@ -92,7 +97,9 @@ class EnergyReport:
         return {"steps": self.steps, "latency_steps": self.latency_steps, "samples": self.samples,
                 "accuracy": self.accuracy, "energy_model": self.model.as_dict(), "spikes": self.spikes,
                 "sops": self.sops, "input_macs": self.input_macs, "neuron_updates": self.neuron_updates,
-                "macs": self.macs, "snn_energy_j": snn, "ann_energy_j": ann,
+                "macs": self.macs, "ann_macs_counted_on": self.macs_counted_on,
+                "ann_macs_counted_on_text": COUNTED_ON[self.macs_counted_on],
+                "macs_compiled_graph": self.macs_compiled_graph, "snn_energy_j": snn, "ann_energy_j": ann,
                 "energy_ratio_ann_over_snn": ann / snn if snn > 0 else None,
                 "sops_total": self.sops_total, "input_macs_total": self.input_macs_total,
                 "neuron_updates_total": self.neuron_updates_total,
@@ -112,8 +119,12 @@ def energy_report(graph: Graph, x: np.ndarray, result: SimResult, model: EnergyM
     conns = count_ops(graph, result, x, plan)
     ann_steps = result.steps if (getattr(result, "sequence", False) or plan.recurrent) else 1
     drive = {n for n in plan.neurons if cv.meta(graph.nodes[n], cv.DRIVE, False)}
-    cmacs = {k: (0 if (k[0] in drive or k[1] in drive) else m * ann_steps)
-             for k, m in connection_macs(graph, plan).items()}
+    gmacs = connection_macs(graph, plan)
+    lmacs, counted_on = layer_ann_macs(graph, plan)
+    for (src, dst), m in gmacs.items():  # a constant drive is a bias in the ANN: its connections cost nothing
+        if (src in drive or dst in drive) and counted_on == "graph":
+            lmacs[dst] -= m
+    lmacs = {n: m * ann_steps for n, m in lmacs.items()}
     upd = neuron_updates(result)
     stats = spike_stats(graph, result, plan)
     N = result.samples
@@ -122,7 +133,7 @@ def energy_report(graph: Graph, x: np.ndarray, result: SimResult, model: EnergyM
         inc = [c for c in conns if c.dst == n]
         sops = sum(c.ops for c in inc if not c.graded) / N
         imacs = sum(c.ops for c in inc if c.graded) / N
-        macs = float(sum(cmacs[(c.src, c.dst)] for c in inc))
+        macs = float(lmacs[n])
         nu = upd[n] / N
         st = stats.get(n)
         rows.append(LayerRow(
@@ -136,7 +147,8 @@ def energy_report(graph: Graph, x: np.ndarray, result: SimResult, model: EnergyM
         connections=conns, stats=stats, sops_total=sum(c.ops for c in conns if not c.graded),
         input_macs_total=sum(c.ops for c in conns if c.graded), neuron_updates_total=sum(upd.values()),
         sequence=bool(getattr(result, "sequence", False)), input_steps=getattr(result, "input_steps", None),
-        input_binary=any(c.src == plan.input and not c.graded and c.synapses for c in conns), ann_steps=ann_steps)
+        input_binary=any(c.src == plan.input and not c.graded and c.synapses for c in conns), ann_steps=ann_steps,
+        macs_counted_on=counted_on, macs_compiled_graph=float(sum(gmacs.values())) * ann_steps)
 
 
 def energy(graph: Graph, x: np.ndarray, steps: int | None = 8, labels: np.ndarray | None = None,

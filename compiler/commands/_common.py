@@ -1,4 +1,5 @@
-"""Arguments, loaders and checks shared by the CLI commands: model files, data sets, graphs (specs: snnc.argspec)."""
+"""Arguments, loaders and checks shared by the CLI commands: model files, data sets (--calib / --data, one meaning
+everywhere: snnc.dataspec), graphs (specs: snnc.argspec)."""
 from __future__ import annotations
 
 import argparse
@@ -6,15 +7,26 @@ import json
 import sys
 from typing import Any, Callable
 
-import numpy as np
 from snnc.argspec import MAX_STEPS, Cluster, DataSet, Device, InFile, Int, add, constrain
 from snnc.ir.errors import DataError, GraphError, NIRFileError
 
+DATA_FORMS = ("'digits' (built in: scikit-learn digits, fixed 1437/360 split), 'digits:train|test|all', "
+              "'digits-events[:SPLIT]' (the same digits as DVS event streams, N x 30 x 2 x 10 x 10), FILE.npz "
+              "(arrays x: float N,C,H,W or N,features, or sequences N,T,... decided against the graph's Input; y: "
+              "integer labels) or FILE.npz:NAME (arrays x_NAME, y_NAME)")
+CALIB_HELP = ("calibration data: what the compiler fits on (thresholds, quantization ranges, layer calibration, "
+              "fine-tuning; --binarize holds a validation part out of all of these). Without a split: digits:train, "
+              "or an .npz's x/y, else its x_train/y_train. Default: the source of --data, else digits. ")
+DATA_HELP = ("evaluation data: what accuracy is reported on. Without a split: digits:test, or an .npz's x/y, else "
+             "its x_test/y_test. Default: the source of --calib, else digits. ")
 
-def add_data_args(p: argparse.ArgumentParser, name: str = "--data", default: str = "digits") -> None:
-    add(p, name, spec=DataSet(), default=default, help="'digits' (built in: scikit-learn digits, fixed split), "
-        "'digits-events' (the same digits as DVS event streams, N x 30 x 2 x 10 x 10) or an .npz with float x "
-        "(N,C,H,W or N,features; or sequences N,T,...: decided against the graph's Input) and integer y")
+
+def add_data_args(p: argparse.ArgumentParser, calib: bool = True, data: bool = True, calib_note: str = "") -> None:
+    """--calib and --data with one meaning in every command (``snnc.dataspec``)."""
+    if calib:
+        add(p, "--calib", spec=DataSet(), default=None, metavar="SPEC", help=CALIB_HELP + calib_note + DATA_FORMS)
+    if data:
+        add(p, "--data", spec=DataSet(), default=None, metavar="SPEC", help=DATA_HELP + DATA_FORMS)
 
 
 def add_json(p: argparse.ArgumentParser) -> None:
@@ -49,14 +61,61 @@ def load_model(path: str, model_class: str | None = None, trust_pickle: bool = F
     return _once(("model", path, model_class, trust_pickle), lambda: load(path, model_class, trust_pickle))
 
 
-def load_data(spec: str, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """A data set's split (``snnc.data.load_dataset``), its first ``limit`` samples; once per command."""
-    from snnc.data import load_dataset
+def load_data_args(args: argparse.Namespace, calib: bool, evaluation: bool,
+                   limit: int | None = None) -> tuple[Any, Any]:
+    """(calibration ``Data`` or None, evaluation ``Data`` or None) from --calib / --data (``snnc.dataspec``), each
+    loaded once per command; ``limit``: the first N evaluation samples."""
+    from snnc.dataspec import default_specs, load
 
-    x, y = _once(("data", spec, split), lambda: load_dataset(spec, split))
-    if limit is not None:
-        x, y = x[:limit], (y[:limit] if y is not None else None)
-    return x, y
+    cs, es = default_specs(getattr(args, "calib", None), getattr(args, "data", None))
+    c = _once(("data", cs, "calib"), lambda: load(cs, "calib")) if calib else None
+    e = _once(("data", es, "eval"), lambda: load(es, "eval")).first(limit) if evaluation else None
+    return c, e
+
+
+def warn_overlap(data: dict) -> None:
+    """One stderr line when evaluation samples also occur in the calibration data (``data_report``,
+    ``graph_data_report``)."""
+    k = data.get("eval_samples_in_calib", 0)
+    if data.get("eval_is_calib"):
+        k = data["eval"]["samples"]
+    if k:
+        cal = data["calib"].get("spec") or f"the {data['calib']['samples']} samples the graph was compiled with"
+        print(f"snnc: warning: {k} of {data['eval']['samples']} evaluation samples ({data['eval']['spec']}) are also "
+              f"in the calibration data ({cal}): accuracy is not measured on unseen data", file=sys.stderr)
+
+
+def graph_to_run(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(graph, calibration ``Data`` or None) for a simulating command: an snnc graph is run as compiled (--calib is
+    refused by ``calib_applies``); another tool's NIR graph is compiled first, default options, on --calib."""
+    from snnc.ir import conventions as cv
+
+    g = read_graph(args.graph)
+    if cv.KIND in (g.metadata or {}):
+        return g, None
+    import snnc
+
+    calib, _ = load_data_args(args, calib=True, evaluation=False)
+    return _once(("compiled", args.graph, calib.spec), lambda: snnc.compile(g, calib.x).int_graph), calib
+
+
+def calib_applies(args: argparse.Namespace) -> None:
+    """--calib on a simulating command: only for a graph snnc has not compiled (it is compiled on that data)."""
+    from snnc.ir import conventions as cv
+
+    if getattr(args, "calib", None) is None:
+        return
+    g = read_graph(args.graph)
+    if cv.KIND in (g.metadata or {}):
+        raise DataError(f"--calib: {args.graph} is already compiled by snnc ({cv.graph_kind(g)} graph); calibration "
+                        "data would not be used (it applies to another tool's NIR file, compiled first)")
+
+
+def run_data_report(graph: Any, calib: Any, evaluation: Any) -> dict:
+    """The ``data`` object of a simulating command's report (``snnc.dataspec``)."""
+    from snnc.dataspec import data_report, graph_data_report
+
+    return data_report(calib, evaluation) if calib is not None else graph_data_report(graph, evaluation)
 
 
 def read_graph(path: str) -> Any:
@@ -64,12 +123,6 @@ def read_graph(path: str) -> Any:
     from snnc.ir.graph import read
 
     return _once(("graph", path), lambda: read(path))
-
-
-def need_labels(y: Any, spec: str) -> np.ndarray:
-    if y is None:
-        raise DataError(f"{spec}: has no labels 'y'; accuracy needs them")
-    return y
 
 
 def data_fits_graph(labels: bool = True, integer: bool = False) -> Callable[[argparse.Namespace], None]:
@@ -83,14 +136,14 @@ def data_fits_graph(labels: bool = True, integer: bool = False) -> Callable[[arg
         g = read_graph(args.graph)
         if integer and cv.graph_kind(g) != cv.INTEGER:
             raise GraphError(f"{args.graph}: is a float graph; Lava runs integer graphs (snnc compile writes one)")
-        x, y = load_data(args.data, "test", args.samples)
+        _, ev = load_data_args(args, calib=False, evaluation=True, limit=args.samples)
         try:
             plan = build_plan(g)
-            input_series(plan.shapes[plan.input], x, plan.input)  # a static frame or a sequence per sample
+            input_series(plan.shapes[plan.input], ev.x, plan.input)  # a static frame or a sequence per sample
         except DataError as e:
-            raise DataError(f"--data {args.data}: {e}") from None
+            raise DataError(f"--data {ev.spec}: {e}") from None
         if labels:
-            need_labels(y, args.data)
+            ev.labels()
     return check
 
 
@@ -117,16 +170,19 @@ def run_steps(args: argparse.Namespace, graph: Any, x: np.ndarray) -> tuple[int,
 
 
 def add_sim_args(p: argparse.ArgumentParser, steps: int = 32) -> None:
-    """graph, --data, --steps, --samples, --batch, --device: what every simulating command takes."""
+    """graph, --calib, --data, --steps, --samples, --batch, --device: what every simulating command takes."""
     add(p, "graph", spec=InFile(what="NIR file", error=NIRFileError),
-        help="NIR file written by snnc compile (integer or float graph)")
-    add_data_args(p)
+        help="NIR file written by snnc compile (integer or float graph), or another tool's NIR file (compiled "
+        "first, default options, on --calib)")
+    add_data_args(p, calib_note="Only for another tool's NIR file (an snnc graph records what it was compiled "
+                  "on). ")
     add_steps_arg(p, steps)
-    add(p, "--samples", spec=Int(lo=1), default=None, help="use only the first N test samples")
+    add(p, "--samples", spec=Int(lo=1), default=None, help="use only the first N evaluation samples")
     add(p, "--batch", spec=Int(lo=1), default=360, help="samples per simulator batch")
     add(p, "--device", spec=Device(), default="cpu", help="torch device for the simulator (cpu, cuda, cuda:N, mps); "
         "one this machine lacks is a BackendError")
     constrain(p, data_fits_graph(labels=True))
+    constrain(p, calib_applies)
 
 
 def add_cluster_arg(p: argparse.ArgumentParser, what: str = "samples") -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import nir
 import numpy as np
@@ -13,12 +14,14 @@ from snnc.commands._common import (
     add_json,
     add_sim_args,
     add_trust_pickle,
-    load_data,
+    graph_to_run,
+    load_data_args,
     load_model,
-    need_labels,
     print_spike_table,
     read_graph,
     run_steps,
+    run_data_report,
+    warn_overlap,
 )
 from snnc.ir import conventions as cv
 from snnc.ir.errors import DataError, GraphError, NIRFileError, UsageError
@@ -46,7 +49,7 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
         help="output NIR file (HDF5), written atomically")
     add(p, "--model-class", spec=MODEL_CLASS, help="package.module:Class for a state-dict model.pt")
     add_trust_pickle(p)
-    add_data_args(p, "--calib")
+    add_data_args(p)
     add(p, "--method", spec=Choice(choices=("max", "percentile", "qcfs")), default="percentile",
         help="threshold balancing: max | percentile | qcfs (ClipFloor models)")
     add(p, "--percentile", spec=Float(lo=0, hi=100, open_lo=True), default=99.99)
@@ -87,7 +90,7 @@ def _compile_inputs(args: argparse.Namespace) -> None:
     """Before compiling: the calibration data loads, and the model loads (safely) or is a float NIR graph."""
     from snnc.ir import conventions as cv
 
-    load_data(args.calib, "train")
+    load_data_args(args, calib=True, evaluation=args.data is not None)  # --data is used with --binarize
     if args.calibrate and args.reset == "zero":
         raise UsageError("--calibrate: layer calibration runs IF layers with subtractive reset; --reset is zero")
     if str(args.model).endswith(".nir"):
@@ -116,29 +119,56 @@ def import_options(args: argparse.Namespace) -> "ImportOptions":  # noqa: F821
                          loops=args.loops)
 
 
-def compile_any(args: argparse.Namespace):
-    """Model file or NIR file -> ``snnc.compile`` (float graph, integer graph, report)."""
-    from snnc.pipeline import CompileOptions, compile
+def calib_source(args: argparse.Namespace) -> str:
+    """The data set --calib names (``snnc.dataspec``: the source of --data when --calib is absent)."""
+    from snnc.dataspec import default_specs, parse_spec
 
-    xc, _ = load_data(args.calib, "train")
-    opts = CompileOptions(convert_options(args), weight_bits=args.bits, calib_steps=args.calib_steps,
+    return parse_spec(default_specs(args.calib, args.data)[0])[0]
+
+
+def compile_options(args: argparse.Namespace) -> "CompileOptions":  # noqa: F821
+    """CompileOptions from the compile arguments."""
+    from snnc.pipeline import CompileOptions
+
+    return CompileOptions(convert_options(args), weight_bits=args.bits, calib_steps=args.calib_steps,
                           bias_onset=not args.no_bias_onset, calibrate_steps=args.calibrate,
                           calibrate_samples=args.calibrate_samples,
-                          calib_sequence=bool(args.calib_sequence or args.calib == "digits-events"),
+                          calib_sequence=bool(args.calib_sequence or calib_source(args) == "digits-events"),
                           import_options=import_options(args))
+
+
+def compile_source(args: argparse.Namespace) -> Any:
+    """The torch model (loaded safely) or the NIR graph to compile (``_compile_inputs`` refused --calibrate and
+    --finetune for NIR graphs)."""
     if str(args.model).endswith(".nir"):
-        return compile(read_graph(args.model), xc, opts)
-    return compile(load_model(args.model, args.model_class, args.trust_pickle), xc, opts)
+        return read_graph(args.model)
+    return load_model(args.model, args.model_class, args.trust_pickle)
 
 
 def run_compile(args: argparse.Namespace) -> int:
+    from snnc.commands._binarize import binarize_options, print_binarize_table, wants_binarize
+    from snnc.dataspec import data_report
     from snnc.ir.graph import write
+    from snnc.pipeline import Compiled, compile
 
     t0 = time.perf_counter()
-    c = compile_any(args)
-    from snnc.commands._binarize import apply_binarize, print_binarize_table
+    opts = compile_options(args)
+    binarizing = wants_binarize(args)
+    bopts = binarize_options(args) if binarizing else None
+    source = compile_source(args)
+    calib, ev = load_data_args(args, calib=True, evaluation=binarizing)
+    bin_rep = None
+    if binarizing:
+        from snnc.binarize_search import compile_binarized
 
-    c, bin_rep = apply_binarize(args, c)  # bin_rep: weight bytes/accuracy before/after, per-layer binarization
+        o = compile_binarized(source, calib, ev, bopts, opts)
+        c = Compiled(o.float_graph, o.int_graph, o.report, o.seconds)
+        bin_rep = o.as_dict()  # weight bytes/accuracy before/after, per-layer estimators, which data
+        data = bin_rep["data"]
+        warn_overlap(data)
+    else:
+        c = compile(source, calib.x, opts)
+        data = data_report(calib)
     write(c.int_graph, args.output)
     if args.float_output:
         write(c.float_graph, args.float_output)
@@ -149,7 +179,7 @@ def run_compile(args: argparse.Namespace) -> int:
         from snnc.commands._common import print_json
 
         out = {"output": str(args.output), "seconds": secs, "stages": c.seconds,
-               "input_scale": c.report.input_scale, "layers": layers}
+               "input_scale": c.report.input_scale, "layers": layers, "data": data}
         if bin_rep is not None:  # "layers" become the binarization rows; the quantization rows move
             out.update({"quant_layers": layers, **bin_rep})
         print_json(out)
@@ -157,7 +187,8 @@ def run_compile(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"compiled {args.model} -> {args.output} in {secs:.2f} s")
+    t = Table(title=f"compiled {args.model} -> {args.output} in {secs:.2f} s (calibration data "
+                    f"{data.get('fit', data['calib'])['spec']}, {data.get('fit', data['calib'])['samples']} samples)")
     for col in ("layer", "scale (a_in/unit)", "vth", "set by", "synapse: exp, bits, max rel. weight error"):
         t.add_column(col)
     for lq in c.report.layers:
@@ -179,9 +210,11 @@ def _sim_args(p: argparse.ArgumentParser) -> None:
 def run_simulate(args: argparse.Namespace) -> int:
     from snnc.backends.cpu.simulator import simulate
 
-    g = read_graph(args.graph)
-    x, y = load_data(args.data, "test", args.samples)
-    y = need_labels(y, args.data)
+    g, calib = graph_to_run(args)
+    _, ev = load_data_args(args, calib=False, evaluation=True, limit=args.samples)
+    x, y = ev.x, ev.labels()
+    data = run_data_report(g, calib, ev)
+    warn_overlap(data)
     steps, _ = run_steps(args, g, x)
     if args.cluster:
         from snnc import cluster
@@ -194,17 +227,24 @@ def run_simulate(args: argparse.Namespace) -> int:
     out = {"accuracy": acc, "steps": r.steps, "latency_steps": r.latency_steps, "samples": r.samples,
            "kind": r.kind, "sequence": r.sequence, "input_steps": r.input_steps,
            "spikes_per_layer": r.spikes_per_layer, "samples_per_s": r.samples_per_s,
-           "seconds": r.seconds, "events": {k: v for k, v in r.events.items() if sum(v.values())}}
+           "seconds": r.seconds, "events": {k: v for k, v in r.events.items() if sum(v.values())},
+           "data": data, "measured_on": {"accuracy": "eval"}}
     if args.json:
         from snnc.commands._common import print_json
 
         print_json(out)
         return 0
     what = f"sequences of {r.input_steps} steps" if r.sequence else "static frames"
-    print_spike_table(r, f"[bold]{args.graph}[/] ({r.kind} graph) on {args.data} ({what}): accuracy {acc:.4f} "
-                      f"over {r.samples} samples, T={r.steps} (run lasts {r.latency_steps} steps), "
-                      f"{r.samples_per_s:.1f} samples/s")
+    print_spike_table(r, f"[bold]{args.graph}[/] ({r.kind} graph): accuracy {acc:.4f} on {ev.spec} ({r.samples} "
+                      f"evaluation samples, {what}{_seen_note(data)}), T={r.steps} (run lasts {r.latency_steps} "
+                      f"steps), {r.samples_per_s:.1f} samples/s")
     return 0
+
+
+def _seen_note(data: dict) -> str:
+    """', N also in the calibration data' (or nothing) for table titles."""
+    k = data["eval"]["samples"] if data.get("eval_is_calib") else data.get("eval_samples_in_calib", 0)
+    return f", {k} of them also in the calibration data" if k else ""
 
 
 def describe_node(name: str, node, shape: tuple) -> dict:

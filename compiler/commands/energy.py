@@ -4,7 +4,16 @@ from __future__ import annotations
 import argparse
 
 from snnc.argspec import MAX_STEPS, Choice, Int, List, OutDir, add
-from snnc.commands._common import add_cluster_arg, add_json, add_sim_args, load_data, need_labels, read_graph, run_steps
+from snnc.commands._common import (
+    add_cluster_arg,
+    add_json,
+    add_sim_args,
+    graph_to_run,
+    load_data_args,
+    run_data_report,
+    run_steps,
+    warn_overlap,
+)
 
 
 def _energy_args(p: argparse.ArgumentParser) -> None:
@@ -28,9 +37,11 @@ def run_energy(args: argparse.Namespace) -> int:
 
     model = get_model(args.energy_model)
     sweep_ts = args.sweep
-    g = read_graph(args.graph)
-    x, y = load_data(args.data, "test", args.samples)
-    y = need_labels(y, args.data)
+    g, calib = graph_to_run(args)
+    _, ev = load_data_args(args, calib=False, evaluation=True, limit=args.samples)
+    x, y = ev.x, ev.labels()
+    data = run_data_report(g, calib, ev)
+    warn_overlap(data)
     steps, _ = run_steps(args, g, x)
 
     def run(T: int):
@@ -52,6 +63,9 @@ def run_energy(args: argparse.Namespace) -> int:
         plots = [str(p) for p in write_all(rep, args.plots, sweep or None)]
     out = rep.as_dict()
     out["graph"] = str(args.graph)
+    out["data"] = data
+    out["measured_on"] = {"accuracy": "eval", "spikes": "eval", "sops": "eval", "input_macs": "eval",
+                          "macs": out["ann_macs_counted_on"]}
     out["plots"] = plots
     out["sweep"] = [{k: s.as_dict()[k] for k in ("steps", "accuracy", "sops", "input_macs", "neuron_updates",
                                                   "macs", "snn_energy_j", "ann_energy_j",
@@ -66,9 +80,13 @@ def run_energy(args: argparse.Namespace) -> int:
 
     con = Console()
     ratio = out["energy_ratio_ann_over_snn"]
+    seen = data["eval"]["samples"] if data.get("eval_is_calib") else data.get("eval_samples_in_calib", 0)
     what = f"sequences of {rep.input_steps} steps" if rep.sequence else "static frames"
-    con.print(f"[bold]{args.graph}[/] on {args.data} ({what}): T={rep.steps} (run lasts {rep.latency_steps} steps), "
-              f"{rep.samples} samples, accuracy {rep.accuracy:.4f}; energy model {model.name} ({model.source})")
+    con.print(f"[bold]{args.graph}[/] on {ev.spec} ({what}): T={rep.steps} (run lasts {rep.latency_steps} steps), "
+              f"{rep.samples} evaluation samples{f' ({seen} also in the calibration data)' if seen else ''}, "
+              f"accuracy {rep.accuracy:.4f}; energy model {model.name} ({model.source})")
+    con.print(f"ANN baseline: {rep.macs:.0f} MACs per inference, counted on the {out['ann_macs_counted_on_text']} "
+              f"(the compiled graph itself: {rep.macs_compiled_graph:.0f})")
     t = Table(title="per inference")
     for col in ("layer", "neurons", "spikes", "rate", "silent", "saturated", "SOPs", "input MACs",
                 "neuron updates", "ANN MACs", "SNN energy (nJ)", "ANN energy (nJ)"):

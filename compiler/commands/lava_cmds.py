@@ -11,11 +11,12 @@ from snnc.commands._common import (
     add_json,
     add_steps_arg,
     data_fits_graph,
-    load_data,
-    need_labels,
+    load_data_args,
     print_spike_table,
     read_graph,
     run_steps,
+    run_data_report,
+    warn_overlap,
 )
 from snnc.ir.errors import NIRFileError
 
@@ -24,8 +25,8 @@ DEFAULT_TIMEOUT_S = 3600.0
 
 def _common_args(p: argparse.ArgumentParser, backend: bool = False) -> None:
     add(p, "graph", spec=InFile(what="NIR file", error=NIRFileError), help="integer NIR file written by snnc compile")
-    add_data_args(p)
-    add(p, "--samples", spec=Int(lo=1), default=20, help="number of test samples (Lava runs them one at a time)")
+    add_data_args(p, calib=False)
+    add(p, "--samples", spec=Int(lo=1), default=20, help="number of evaluation samples (Lava runs them one at a time)")
     add_steps_arg(p, 32)
     add(p, "--timeout", spec=Float(lo=0, open_lo=True), default=DEFAULT_TIMEOUT_S,
         help="seconds before a stuck Lava run is stopped (BackendError)")
@@ -53,18 +54,20 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     _common_args(p, backend=True)
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(graph, x, y) with ``args.steps`` resolved (``run_steps``)."""
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(integer graph, evaluation Data) of a Lava command, with ``args.steps`` resolved (``run_steps``)."""
     g = read_graph(args.graph)
-    x, y = load_data(args.data, "test", args.samples)
-    args.steps, _ = run_steps(args, g, x)
-    return g, x, y
+    _, ev = load_data_args(args, calib=False, evaluation=True, limit=args.samples)
+    args.steps, _ = run_steps(args, g, ev.x)
+    return g, ev
 
 
 def run_run(args: argparse.Namespace) -> int:
     """Accuracy, spikes per layer and samples/s of one backend."""
-    g, x, y = _load(args)
-    y = need_labels(y, args.data)
+    g, ev = _load(args)
+    x, y = ev.x, ev.labels()
+    data = run_data_report(g, None, ev)
+    warn_overlap(data)
     if args.backend == "lava":
         from snnc.backends.lava import run_lava
 
@@ -78,14 +81,14 @@ def run_run(args: argparse.Namespace) -> int:
     out = {"backend": args.backend, "accuracy": acc, "samples": r.samples, "steps": r.steps,
            "latency_steps": r.latency_steps, "sequence": r.sequence, "input_steps": r.input_steps,
            "spikes_per_layer": r.spikes_per_layer,
-           "samples_per_s": r.samples_per_s, "seconds": r.seconds}
+           "samples_per_s": r.samples_per_s, "seconds": r.seconds, "data": data, "measured_on": {"accuracy": "eval"}}
     if args.json:
         from snnc.commands._common import print_json
 
         print_json(out)
         return 0
     print_spike_table(r, f"[bold]{args.graph}[/] on {args.backend}: accuracy {acc:.4f} over {r.samples} samples "
-                         f"of {args.data}, T={r.steps} (run lasts {r.latency_steps} steps), "
+                         f"of {ev.spec}, T={r.steps} (run lasts {r.latency_steps} steps), "
                          f"{r.samples_per_s:.2f} samples/s", events=False)
     return 0
 
@@ -94,7 +97,8 @@ def run_verify(args: argparse.Namespace) -> int:
     """Lava vs simulator on the same samples; exit 0 only when every spike and potential agrees."""
     from snnc.backends.lava import verify
 
-    g, x, _ = _load(args)
+    g, ev = _load(args)
+    x = ev.x
     if args.cluster:
         from snnc import cluster
 

@@ -5,16 +5,18 @@ import argparse
 import time
 from dataclasses import asdict
 
+import numpy as np
+
 from snnc.argspec import MAX_STEPS, Choice, Float, InFile, Int, List, Literal, OneOf, OutFile, add, constrain
 from snnc.commands._common import (
     add_cluster_arg,
     add_data_args,
     add_json,
     add_trust_pickle,
-    load_data,
+    load_data_args,
     load_model,
-    need_labels,
     print_json,
+    warn_overlap,
 )
 from snnc.commands.core import MODEL_CLASS
 from snnc.sweep import INITS, METHODS, plot, sweep
@@ -37,10 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune", action="store_true", help="per-layer threshold tuning for each T (TTRBR-style)")
     p.add_argument("--restructure", action="store_true", help="balance residual shortcut delays with IF relays")
     p.add_argument("--calibrate", action="store_true", help="layer calibration for each T: per-layer threshold "
-                   "factor and per-channel bias shift measured on the SNN against the ANN (128 training samples)")
+                   "factor and per-channel bias shift measured on the SNN against the ANN (128 calibration samples)")
     add(p, "--percentile", spec=Float(lo=0, hi=100, open_lo=True), default=99.99)
     p.add_argument("--no-int", action="store_true", help="float simulation only")
-    add(p, "--limit", spec=Int(lo=1), help="evaluate on the first N test samples only")
+    add(p, "--limit", spec=Int(lo=1), help="evaluate on the first N evaluation samples only")
     add(p, "--plot", spec=OutFile(what="plot file", suffixes=(".png", ".pdf", ".svg")), default="sweep_accuracy.png",
         help="the accuracy-vs-T plot (.png, .pdf or .svg), written atomically")
     add_cluster_arg(p, "grid points")
@@ -49,13 +51,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _sweep_inputs(args: argparse.Namespace) -> None:
-    """Before sweeping: the model loads (safely), the data loads and has labels."""
+    """Before sweeping: the model loads (safely), the calibration and evaluation data load and fit it, and the
+    evaluation data has labels."""
     from snnc.train.fit import accuracy
 
     model = load_model(args.model, args.model_class, args.trust_pickle)
-    load_data(args.data, "train")
-    x, y = load_data(args.data, "test", args.limit)
-    accuracy(model, x[:2], need_labels(y, args.data)[:2])  # the data fits the model (DataError otherwise)
+    cal, ev = load_data_args(args, calib=True, evaluation=True, limit=args.limit)
+    accuracy(model, cal.x[:2], np.zeros(len(cal.x[:2]), dtype=np.int64))  # calibration data fits the model
+    accuracy(model, ev.x[:2], ev.labels()[:2])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
 
     steps, methods, inits, floors = args.steps, args.method, args.init, args.floor
     model = load_model(args.model, args.model_class, args.trust_pickle)
-    xcal, _ = load_data(args.data, "train")
-    x, y = load_data(args.data, "test", args.limit)
-    y = need_labels(y, args.data)
+    from snnc.dataspec import data_report
+
+    cal, ev = load_data_args(args, calib=True, evaluation=True, limit=args.limit)
+    xcal, x, y = cal.x, ev.x, ev.labels()
+    data = data_report(cal, ev)
+    warn_overlap(data)
     ann = accuracy(model, x, y)
     t0 = time.perf_counter()
     if args.cluster:
@@ -80,12 +86,17 @@ def run(args: argparse.Namespace) -> int:
     secs = time.perf_counter() - t0
     plot(rows, ann, args.plot, f"{args.model}: SNN accuracy vs T")
     if args.json:
-        print_json({"ann_accuracy": ann, "rows": [asdict(r) for r in rows], "plot": args.plot, "seconds": secs})
+        print_json({"ann_accuracy": ann, "rows": [asdict(r) for r in rows], "plot": args.plot, "seconds": secs,
+                    "data": data, "measured_on": {"ann_accuracy": "eval", "float_accuracy": "eval",
+                                                  "int_accuracy": "eval"}})
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    tab = Table(title=f"{args.model}: ANN {100 * ann:.2f}% on {len(y)} test samples ({secs:.1f} s)")
+    seen = data["eval_samples_in_calib"]
+    tab = Table(title=f"{args.model}: accuracies on {ev.spec} ({len(y)} evaluation samples"
+                      f"{f', {seen} also in the calibration data' if seen else ''}), compiled on {cal.spec} "
+                      f"({cal.samples} samples): ANN {100 * ann:.2f}% ({secs:.1f} s)")
     for col in ("method", "init", "floor", "tune", "restructure", "calibrate", "T", "SNN float %", "SNN integer %"):
         tab.add_column(col)
     for r in rows:

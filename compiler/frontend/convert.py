@@ -230,7 +230,9 @@ def _batchnorm(low: Lowering, n: torch.fx.Node, m: nn.modules.batchnorm._BatchNo
 
 def pool_sum_scale(low: Lowering, n: torch.fx.Node, k: tuple, s: tuple, p: tuple, src: str) -> str:
     """Average pooling as SumPool2d followed by Scale(1/(kh*kw))."""
-    low.add(n.name, nir.SumPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(p)), [src])
+    pool = nir.SumPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(p))
+    pool.metadata = {cv.SOURCE: n.name}
+    low.add(n.name, pool, [src])
     return low.add(f"{n.name}.avg", nir.Scale(scale=np.array(1.0 / (k[0] * k[1]))), [n.name])
 
 

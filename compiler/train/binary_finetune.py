@@ -34,12 +34,15 @@ class SignSTE(nn.Module):
 
 
 def _modules_by_label(model: nn.Module) -> dict[str, nn.Module]:
-    """Weighted modules by their torch.fx node name (dots become underscores) and dotted name."""
+    """Weighted modules by their torch.fx node name (dots become underscores; a name starting with a digit, as in
+    an nn.Sequential, gets a leading underscore) and dotted name."""
     out = {}
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            out[name] = m
-            out[name.replace(".", "_")] = m
+            fx = name.replace(".", "_")
+            out[name] = out[fx] = m
+            if fx[:1].isdigit():
+                out["_" + fx] = m
     return out
 
 
