@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import io
 import json
-import math
 import os
 import random
 import re
@@ -38,7 +37,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 

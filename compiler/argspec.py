@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from snnc.ir.errors import BackendError, DataError, NIRFileError, SnncError, UsageError
+from snnc.ir.errors import BackendError, DataError, SnncError, UsageError
 
 # T beyond this is refused: a run lasts T + depth steps, one Python loop iteration each
 MAX_STEPS = 1_000_000

@@ -162,3 +162,12 @@ BUILTIN: dict[str, tuple[Callable[[str], tuple[np.ndarray, np.ndarray]], tuple[s
     "digits": (digits, ("train", "test", "all")),
     "digits-events": (digits_events, ("train", "test", "all")),
 }
+
+
+def load_dataset(source: str, split: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A built-in data set (``BUILTIN``; split None: its evaluation split) or a path to an .npz (``split`` None or
+    "": its arrays x, y; NAME: its arrays x_NAME, y_NAME). Which split a command uses is ``snnc.dataspec``."""
+    if source in BUILTIN:
+        loader, splits = BUILTIN[source]
+        return loader(split or splits[1])
+    return load_npz(source, split)

@@ -162,7 +162,7 @@ def _documented_keys(cmd: str) -> set[str]:
     section = DOC.split(f"### `snnc {cmd}`")[1].split("\n### ")[0]
     para = section.split("`--json` keys:")[1].split("\n\n")[0].split("With `--binarize`")[0]
     para = re.split(r"\.(?:\s|$)", para)[0]  # the sentence that lists them
-    depth, top, word = 0, [], ""
+    depth, top = 0, []
     for tok in re.findall(r"\(|\)|`[^`]+`", para):  # keys outside parentheses are the top-level ones
         depth += tok == "("
         depth -= tok == ")"

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any, Callable
 
+import numpy as np
+
 from snnc.argspec import MAX_STEPS, Cluster, DataSet, Device, InFile, Int, add, constrain
 from snnc.ir.errors import DataError, GraphError, NIRFileError
 
