@@ -552,7 +552,8 @@ def judge(case: Case, r: Result, fx: Fixtures, workdir: Path) -> list[str]:
     """Every broken promise of this invocation (empty: it behaved)."""
     problems = []
     codes = documented_codes()
-    err_lines = [ln for ln in r.err.splitlines() if ln.strip()]
+    # warnings ("snnc: warning: ...", e.g. evaluation samples seen in calibration) may precede the one error line
+    err_lines = [ln for ln in r.err.splitlines() if ln.strip() and not ln.startswith("snnc: warning: ")]
     if "Traceback" in r.err or "Traceback" in r.out:
         problems.append("traceback")
     if r.rc not in codes:

@@ -25,7 +25,7 @@ import numpy as np
 SPIKING_WITH_RESET = (nir.IF, nir.LIF, nir.CubaLIF)
 HAS_V_RESET = any(f.name == "v_reset" for f in dataclasses.fields(nir.IF))  # nir >= 1.0.6
 _GRAPH_TYPE_CHECK = "type_check" in inspect.signature(nir.NIRGraph.__init__).parameters
-_WRITE_COMPRESSION = "compression" in inspect.signature(nir.write).parameters
+WRITE_COMPRESSION = "compression" in inspect.signature(nir.write).parameters  # nir.write(..., compression=) (1.0.8)
 
 
 def make_graph(nodes: dict[str, Any], edges: list[tuple[str, str]], metadata: dict | None = None) -> nir.NIRGraph:
@@ -68,7 +68,7 @@ def reset_from_file(stored: dict) -> tuple[str | None, np.ndarray | None]:
 def write(path: str, graph: nir.NIRGraph, compress: bool = True) -> None:
     """``nir.write``, with gzip when ``compress``, this nir compresses and the graph has no 0-d array (h5py cannot
     filter those)."""
-    if not _WRITE_COMPRESSION:
+    if not WRITE_COMPRESSION:
         nir.write(path, graph)
         return
     def has_scalar(d: dict) -> bool:

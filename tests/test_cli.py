@@ -1,5 +1,5 @@
 """The command line's promises (docs/cli.md): every argument validated by its spec before work starts, one-line
-named errors (the five invocations of issue 20 among them), InternalError at the boundary, safe model loading
+named errors (five reported invocations among them), InternalError at the boundary, safe model loading
 (state dicts, torch.export programs; pickles only with --trust-pickle), empty data a DataError in the Python API
 too, and the reference page in step with the parsers."""
 from __future__ import annotations
@@ -49,8 +49,8 @@ def one_line(rc_out_err: tuple[int, str, str], cls: type, fragment: str) -> str:
     return lines[0]
 
 
-# ---- issue 20: the five invocations that ended in a traceback ---------------------------------------------------
-def test_issue20_invocations_give_one_line_named_errors(fx, tmp_path, monkeypatch):
+# ---- five reported invocations that ended in a traceback ----------------------------------------------------------
+def test_reported_invocations_give_one_line_named_errors(fx, tmp_path, monkeypatch):
     g, d, empty = fx["g.nir"], fx["d.npz"], fx["empty.npz"]
     one_line(cli("simulate", g, "--data", d, "--batch", "0"), UsageError, "--batch: must be an integer >= 1, got '0'")
     one_line(cli("simulate", g, "--data", empty), DataError, "empty.npz: field 'x' holds no samples (shape (0, 1, 8, 8))")

@@ -15,6 +15,7 @@ import torch.nn as nn
 from snnc.backends.cpu import ranges as R
 from snnc.frontend.convert import calibration_stats, convert, percentile, trace
 from snnc.ir.errors import DataError
+from snnc.ir import nir_compat
 from snnc.ir.graph import copy_graph, read, write
 from snnc.ir.nirfile import graphs_equal
 from snnc.ir.plan import build_plan
@@ -138,6 +139,9 @@ def test_write_with_and_without_gzip(tmp_path) -> None:
         p = tmp_path / f"g{compress}.nir"
         write(g, p, compress)
         assert graphs_equal(read(p), g)
+    if not nir_compat.WRITE_COMPRESSION:  # this nir's nir.write takes no compression argument (e.g. 1.0.4)
+        assert (tmp_path / "gTrue.nir").stat().st_size == (tmp_path / "gFalse.nir").stat().st_size
+        return
     assert (tmp_path / "gTrue.nir").stat().st_size < (tmp_path / "gFalse.nir").stat().st_size
     assert (tmp_path / "gNone.nir").stat().st_size == (tmp_path / "gTrue.nir").stat().st_size  # small: gzip
 

@@ -90,7 +90,11 @@ def _compile_inputs(args: argparse.Namespace) -> None:
     """Before compiling: the calibration data loads, and the model loads (safely) or is a float NIR graph."""
     from snnc.ir import conventions as cv
 
-    load_data_args(args, calib=True, evaluation=args.data is not None)  # --data is used with --binarize
+    calib, ev = load_data_args(args, calib=True, evaluation=args.data is not None)  # --data: with --binarize
+    lead = 2 if (args.calib_sequence or calib_source(args) == "digits-events") else 1  # sequences: any length T
+    if ev is not None and ev.x.shape[lead:] != calib.x.shape[lead:]:
+        raise DataError(f"--data {ev.spec}: samples of shape {tuple(ev.x.shape[1:])} do not match the calibration "
+                        f"data's {tuple(calib.x.shape[1:])} (--calib {calib.spec}): both go into the same model")
     if args.calibrate and args.reset == "zero":
         raise UsageError("--calibrate: layer calibration runs IF layers with subtractive reset; --reset is zero")
     if str(args.model).endswith(".nir"):
