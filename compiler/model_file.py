@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import logging
 import os
 import pickle
 import re
@@ -128,10 +129,15 @@ def load_exported(p: Path, data: bytes, trust_pickle: bool = False) -> Any:
         if unsafe:
             raise DataError(f"{p}: torch.export archive member(s) {', '.join(unsafe[:3])} need pickle code to load. "
                             + TRUST_HINT)
+    quiet = logging.getLogger("torch.export")  # torch logs a damaged archive's traceback before it raises
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         ep = torch.export.load(io.BytesIO(data))
     except Exception as e:
         raise DataError(f"{p}: not a loadable torch.export program ({type(e).__name__}: {one_line(e, 300)})") from None
+    finally:
+        quiet.setLevel(level)
     from snnc.frontend.exported import as_module
 
     return as_module(ep)
