@@ -308,7 +308,7 @@ def test_ann_baseline_of_another_tools_nir_file(tmp_path):
              "output": nir.Output(output_type={"output": np.array([3])})}
     edges = [("input", "conv"), ("conv", "if1"), ("if1", "pool"), ("pool", "flat"), ("flat", "fc"), ("fc", "if2"),
              ("if2", "output")]
-    nir.write(tmp_path / "other.nir", nir.NIRGraph(nodes=nodes, edges=edges))
+    nir.write(tmp_path / "other.nir", make_graph(nodes, edges))  # nir >= 1.0.5 cannot type a SumPool2d
     x = rng.random((16, 1, 4, 4)).astype(np.float32)
     c = snnc.compile(str(tmp_path / "other.nir"), x)
     assert cv.meta(c.int_graph, cv.ANN_MACS_COUNTED_ON) == "nir"
