@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -118,6 +119,29 @@ def run_data_report(graph: Any, calib: Any, evaluation: Any) -> dict:
     from snnc.dataspec import data_report, graph_data_report
 
     return data_report(calib, evaluation) if calib is not None else graph_data_report(graph, evaluation)
+
+
+@dataclass
+class RunInputs:
+    """What a simulating command runs: the graph, the evaluation ``Data``, T, and the report's ``data`` object."""
+
+    graph: Any
+    evaluation: Any  # snnc.dataspec.Data: --data, its first --samples samples
+    steps: int  # T the output integrates (``run_steps``)
+    data: dict | None  # ``run_data_report`` (None when not reported)
+
+
+def run_inputs(args: argparse.Namespace, report: bool = True) -> RunInputs:
+    """The graph (another tool's NIR graph compiled first, ``graph_to_run``), the evaluation data, T and, when
+    ``report``, the ``data`` object (an overlap with the calibration data warned on stderr)."""
+    g, calib = graph_to_run(args)
+    _, ev = load_data_args(args, calib=False, evaluation=True, limit=args.samples)
+    data = None
+    if report:
+        data = run_data_report(g, calib, ev)
+        warn_overlap(data)
+    steps, _ = run_steps(args, g, ev.x)
+    return RunInputs(g, ev, steps, data)
 
 
 def read_graph(path: str) -> Any:

@@ -14,13 +14,11 @@ from snnc.commands._common import (
     add_json,
     add_sim_args,
     add_trust_pickle,
-    graph_to_run,
     load_data_args,
     load_model,
     print_spike_table,
     read_graph,
-    run_steps,
-    run_data_report,
+    run_inputs,
     warn_overlap,
 )
 from snnc.ir import conventions as cv
@@ -214,12 +212,9 @@ def _sim_args(p: argparse.ArgumentParser) -> None:
 def run_simulate(args: argparse.Namespace) -> int:
     from snnc.backends.cpu.simulator import simulate
 
-    g, calib = graph_to_run(args)
-    _, ev = load_data_args(args, calib=False, evaluation=True, limit=args.samples)
+    ri = run_inputs(args)
+    g, ev, steps, data = ri.graph, ri.evaluation, ri.steps, ri.data
     x, y = ev.x, ev.labels()
-    data = run_data_report(g, calib, ev)
-    warn_overlap(data)
-    steps, _ = run_steps(args, g, x)
     if args.cluster:
         from snnc import cluster
 

@@ -8,11 +8,7 @@ from snnc.commands._common import (
     add_cluster_arg,
     add_json,
     add_sim_args,
-    graph_to_run,
-    load_data_args,
-    run_data_report,
-    run_steps,
-    warn_overlap,
+    run_inputs,
 )
 
 
@@ -37,12 +33,9 @@ def run_energy(args: argparse.Namespace) -> int:
 
     model = get_model(args.energy_model)
     sweep_ts = args.sweep
-    g, calib = graph_to_run(args)
-    _, ev = load_data_args(args, calib=False, evaluation=True, limit=args.samples)
+    ri = run_inputs(args)
+    g, ev, steps, data = ri.graph, ri.evaluation, ri.steps, ri.data
     x, y = ev.x, ev.labels()
-    data = run_data_report(g, calib, ev)
-    warn_overlap(data)
-    steps, _ = run_steps(args, g, x)
 
     def run(T: int):
         if args.cluster:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from snnc.argspec import Choice, Float, InFile, Int, add, constrain
 from snnc.commands._common import (
@@ -11,12 +10,8 @@ from snnc.commands._common import (
     add_json,
     add_steps_arg,
     data_fits_graph,
-    load_data_args,
     print_spike_table,
-    read_graph,
-    run_steps,
-    run_data_report,
-    warn_overlap,
+    run_inputs,
 )
 from snnc.ir.errors import NIRFileError
 
@@ -54,29 +49,20 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     _common_args(p, backend=True)
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    """(integer graph, evaluation Data) of a Lava command, with ``args.steps`` resolved (``run_steps``)."""
-    g = read_graph(args.graph)
-    _, ev = load_data_args(args, calib=False, evaluation=True, limit=args.samples)
-    args.steps, _ = run_steps(args, g, ev.x)
-    return g, ev
-
-
 def run_run(args: argparse.Namespace) -> int:
     """Accuracy, spikes per layer and samples/s of one backend."""
-    g, ev = _load(args)
+    ri = run_inputs(args)  # an integer snnc graph (data_fits_graph): run as compiled
+    g, ev, steps, data = ri.graph, ri.evaluation, ri.steps, ri.data
     x, y = ev.x, ev.labels()
-    data = run_data_report(g, None, ev)
-    warn_overlap(data)
     if args.backend == "lava":
         from snnc.backends.lava import run_lava
 
-        r = run_lava(g, x, args.steps, rasters=False, record_final=False, progress=not args.json,
+        r = run_lava(g, x, steps, rasters=False, record_final=False, progress=not args.json,
                      timeout_s=args.timeout)
     else:
         from snnc.backends.cpu.simulator import simulate
 
-        r = simulate(g, x, args.steps, progress=not args.json)
+        r = simulate(g, x, steps, progress=not args.json)
     acc = r.accuracy(y)
     out = {"backend": args.backend, "accuracy": acc, "samples": r.samples, "steps": r.steps,
            "latency_steps": r.latency_steps, "sequence": r.sequence, "input_steps": r.input_steps,
@@ -97,14 +83,14 @@ def run_verify(args: argparse.Namespace) -> int:
     """Lava vs simulator on the same samples; exit 0 only when every spike and potential agrees."""
     from snnc.backends.lava import verify
 
-    g, ev = _load(args)
-    x = ev.x
+    ri = run_inputs(args, report=False)
+    g, x, steps = ri.graph, ri.evaluation.x, ri.steps
     if args.cluster:
         from snnc import cluster
 
-        rep = cluster.verify(g, x, args.steps, args.cluster, timeout_s=args.timeout, progress=not args.json)
+        rep = cluster.verify(g, x, steps, args.cluster, timeout_s=args.timeout, progress=not args.json)
     else:
-        rep = verify(g, x, args.steps, progress=not args.json, timeout_s=args.timeout)
+        rep = verify(g, x, steps, progress=not args.json, timeout_s=args.timeout)
     if args.json:
         from snnc.commands._common import print_json
 
