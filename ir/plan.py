@@ -12,6 +12,7 @@ not matter, so cycles need no other scheduling. Depths count forward connections
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import nir
 from snnc.ir import conventions as cv
@@ -52,6 +53,16 @@ class Plan:
     @property
     def recurrent(self) -> bool:
         return bool(self.loops)
+
+
+def fan_in(buf: list, incoming: list[int]) -> Any:
+    """Sum of what the connections ``incoming`` (indices into ``buf``) deliver this step; a None entry delivers
+    nothing, and None comes back when nothing arrives (a layer with no input this step)."""
+    a = None
+    for i in incoming:
+        if buf[i] is not None:
+            a = buf[i] if a is None else a + buf[i]
+    return a
 
 
 def build_plan(graph: Graph) -> Plan:

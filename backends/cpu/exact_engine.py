@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from snnc.ir import conventions as cv
 from snnc.ir.neuron import EventCounter, decay, fire_, wrap_current
+from snnc.ir.plan import fan_in
 
 from . import kernels as kn
 
@@ -342,10 +343,7 @@ def run_batch(plan, lp: dict[str, LayerPlan], conns: list[ConnPlan], xb: torch.T
                     v[n] = vn
                 vn.add_(un)
             elif L.u_check:  # u = a << 6 may wrap: sum a, count and apply Lava's single wrap, add 64 a
-                a = None
-                for i in L.incoming:
-                    if buf[i] is not None:
-                        a = buf[i] if a is None else a + buf[i]
+                a = fan_in(buf, L.incoming)
                 if a is not None:
                     if counter.out_of_range((n, "u_wrap"), a, -A_WRAP + 1, A_WRAP) is not False:
                         a = torch.where(a > A_WRAP, a - 2 * A_WRAP, torch.where(a <= -A_WRAP, a + 2 * A_WRAP, a))

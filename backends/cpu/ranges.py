@@ -20,7 +20,7 @@ from snnc.ir import conventions as cv
 from snnc.ir.chain import Synapse, batched_input
 from snnc.ir.graph import Graph
 from snnc.ir.neuron import fire, step_float
-from snnc.ir.plan import Plan, build_plan
+from snnc.ir.plan import Plan, build_plan, fan_in
 
 from . import kernels as kn
 from .simulator import Layer, batches, simulate
@@ -283,10 +283,7 @@ def probe_ranges(graph: Graph, x: np.ndarray, steps: int, plan: Plan | None = No
         for t in range(steps + plan.depth):
             for n in plan.neurons:
                 cn = const[n]
-                a = None
-                for i in plan.incoming[n]:
-                    if buf[i] is not None:
-                        a = buf[i] if a is None else a + buf[i]
+                a = fan_in(buf, plan.incoming[n])
                 vn = step_float(v[n], a, cn["br"], 1.0 if cn["r"] is None else cn["r"])
                 if a is not None:
                     lo, hi = torch.aminmax(a + cn["bias"])

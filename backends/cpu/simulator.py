@@ -26,7 +26,7 @@ from snnc.ir.chain import Synapse, quantize_input
 from snnc.ir.errors import GraphError, OverflowEventError, QuantizationError
 from snnc.ir.graph import Graph
 from snnc.ir.neuron import EventCounter, fire, fire_delayed, step_float, step_integer, step_leaky
-from snnc.ir.plan import build_plan
+from snnc.ir.plan import build_plan, fan_in
 from snnc.ir.sequence import input_series
 
 
@@ -275,10 +275,7 @@ def simulate(graph: Graph, x: np.ndarray, steps: int | None = None, batch_size: 
         for t in range(latency):
             for n in plan.neurons:
                 L = layers[n]
-                a = None
-                for i in plan.incoming[n]:
-                    if buf[i] is not None:
-                        a = buf[i] if a is None else a + buf[i]
+                a = fan_in(buf, plan.incoming[n])
                 u[n], vv, s = L.step(u[n], v[n], a, counter, rng_a, rng_v if track_ranges else None, spikes[n])
                 v[n] = vv
                 spikes[n] = s

@@ -26,7 +26,7 @@ from snnc.ir.chain import Synapse
 from snnc.ir.errors import DataError, GraphError, UnsupportedLayerError
 from snnc.ir.graph import Graph, copy_graph
 from snnc.ir.neuron import fire, step_float
-from snnc.ir.plan import Plan, build_plan
+from snnc.ir.plan import Plan, build_plan, fan_in
 
 
 class _TriangleSpike(torch.autograd.Function):
@@ -131,10 +131,7 @@ class SpikingGraph(nn.Module):
             for n in p.neurons:
                 key = _pname(n)
                 r = self._consts["r:" + key].to(dt)
-                a = None
-                for i in p.incoming[n]:
-                    if buf[i] is not None:
-                        a = buf[i] if a is None else a + buf[i]
+                a = fan_in(buf, p.incoming[n])
                 vv = step_float(v[n], a, bias[n] * r, r)
                 if n in self.readout_layers:
                     v[n], spikes[n] = vv, None
