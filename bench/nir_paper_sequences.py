@@ -98,39 +98,49 @@ def cnn(steps: int, samples: int, lava_samples: int) -> dict:
     return out
 
 
-def sinabs_vs_snnc(x: np.ndarray, fl) -> dict:
-    """sinabs.from_nir of cnn_sinabs.nir with SingleSpike and min_v_mem=None (NIR's IF) on the event sequences,
-    float32 (as Sinabs runs) and float64, against snnc's float rasters shifted by depth."""
+def sinabs_event_rasters(x: np.ndarray, dtype) -> dict[str, np.ndarray]:
+    """Spikes (T, N, ...) of every IAF layer of sinabs.from_nir(cnn_sinabs.nir) as NIR's IF (SingleSpike,
+    min_v_mem=None) on sequences x (N, T, ...), run in torch ``dtype`` (Sinabs' float32 spikes cast for the next
+    layer)."""
     import nir
-    import sinabs
     import sinabs.layers as sl
     import torch
     from sinabs.activation import SingleSpike
     from sinabs.nir import from_nir
+
+    n, steps = x.shape[:2]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        net = from_nir(nir.read(DATA / "cnn_sinabs.nir"), batch_size=n).to(dtype)
+        rec: dict = {}
+        for k, m in net.named_modules():
+            if isinstance(m, sl.IAFSqueeze):
+                m.spike_fn, m.min_v_mem, m.batch_size, m.num_timesteps = SingleSpike, None, n, -1
+                m.register_forward_hook(lambda mod, i, o, k=k: (rec.__setitem__(k, o.detach().clone()),
+                                                                o.to(dtype))[1])
+            if hasattr(m, "reset_states"):
+                m.reset_states()
+        with torch.no_grad():
+            net(torch.as_tensor(x, dtype=dtype).reshape((n * steps,) + x.shape[2:]))
+    finally:
+        torch.set_default_dtype(old)
+    return {k: v.reshape((n, steps) + v.shape[1:]).transpose(0, 1).numpy() > 0 for k, v in rec.items()}
+
+
+def sinabs_vs_snnc(x: np.ndarray, fl) -> dict:
+    """``sinabs_event_rasters`` in float32 (as Sinabs runs) and float64 against snnc's float rasters shifted by
+    depth."""
+    import sinabs
+    import torch
     from snnc.frontend.nir_import import import_graph
     from snnc.ir.plan import build_plan
 
     depths = build_plan(import_graph(DATA / "cnn_sinabs.nir")).depths
-    n, steps = x.shape[:2]
+    steps = x.shape[1]
     res = {"version": sinabs.__version__}
     for dtype in (torch.float32, torch.float64):
-        torch.set_default_dtype(dtype)
-        try:
-            net = from_nir(nir.read(DATA / "cnn_sinabs.nir"), batch_size=n).to(dtype)
-            rec: dict = {}
-            for k, m in net.named_modules():
-                if isinstance(m, sl.IAFSqueeze):
-                    m.spike_fn, m.min_v_mem, m.batch_size, m.num_timesteps = SingleSpike, None, n, -1
-                    # Sinabs emits float32 spikes: cast them for the next float64 layer
-                    m.register_forward_hook(lambda mod, i, o, k=k: (rec.__setitem__(k, o.detach().clone()),
-                                                                    o.to(dtype))[1])
-                if hasattr(m, "reset_states"):
-                    m.reset_states()
-            with torch.no_grad():
-                net(torch.as_tensor(x, dtype=dtype).reshape((n * steps,) + x.shape[2:]))
-        finally:
-            torch.set_default_dtype(torch.float32)
-        ref = {k: v.reshape((n, steps) + v.shape[1:]).transpose(0, 1).numpy() > 0 for k, v in rec.items()}
+        ref = sinabs_event_rasters(x, dtype)
         res[str(dtype).replace("torch.", "")] = {
             k: {"compared": int(r.size), "differ": int((fl.rasters[k][depths[k]:depths[k] + steps] != r).sum()),
                 "rate": float(r.mean())} for k, r in ref.items()}

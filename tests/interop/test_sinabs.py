@@ -251,29 +251,12 @@ T_EVENTS = 100  # steps of random events: docs/events.md
 
 
 def _sinabs_event_rasters(x: np.ndarray, dtype) -> dict[str, np.ndarray]:
-    """Spikes (T, N, ...) of every IAF layer of sinabs.from_nir(cnn_sinabs.nir) as NIR's IF, on sequences x."""
-    import sinabs.layers as sl
-    from sinabs.activation import SingleSpike
-    from sinabs.nir import from_nir
-
-    n, steps = x.shape[:2]
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        net = from_nir(nir.read(DATA / "cnn_sinabs.nir"), batch_size=n).to(dtype)
-        rec: dict = {}
-        for k, m in net.named_modules():
-            if isinstance(m, sl.IAFSqueeze):
-                m.spike_fn, m.min_v_mem, m.batch_size, m.num_timesteps = SingleSpike, None, n, -1
-                m.register_forward_hook(lambda mod, i, o, k=k: (rec.__setitem__(k, o.detach().clone()),
-                                                                o.to(dtype))[1])
-            if hasattr(m, "reset_states"):
-                m.reset_states()
-        with torch.no_grad():
-            net(torch.as_tensor(x, dtype=dtype).reshape((n * steps,) + x.shape[2:]))
-    finally:
-        torch.set_default_dtype(old)
-    return {k: v.reshape((n, steps) + v.shape[1:]).transpose(0, 1).numpy() > 0 for k, v in rec.items()}
+    """``bench/nir_paper_sequences.py``'s Sinabs run of cnn_sinabs.nir as NIR's IF on sequences x."""
+    spec = importlib.util.spec_from_file_location("snnc_bench_nir_paper_sequences",
+                                                  Path(__file__).parents[2] / "bench" / "nir_paper_sequences.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.sinabs_event_rasters(x, dtype)
 
 
 def test_cnn_sinabs_event_sequences_spike_for_spike():
