@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from snnc.zoo import randomize_batchnorm
 
 HERE = Path(__file__).resolve().parent
 VGG = {11: (64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512, "P"),
@@ -43,19 +44,6 @@ VGG = {11: (64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512, "P"),
        16: (64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P"),
        19: (64, 64, "P", 128, 128, "P", 256, 256, 256, 256, "P", 512, 512, 512, 512, "P", 512, 512, 512, 512, "P")}
 RESNET = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 26: (3, 3, 3, 3), 34: (3, 4, 6, 3)}
-
-
-def _random_bn(m: nn.Module, seed: int) -> nn.Module:
-    """BatchNorm statistics and affines drawn at random (as after training; the compile folds them)."""
-    g = torch.Generator().manual_seed(seed)
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            n = mod.num_features
-            mod.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            mod.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            mod.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return m.eval()
 
 
 def vgg(depth: int = 16, pixels: int = 32, classes: int = 10, seed: int = 0) -> nn.Module:
@@ -71,7 +59,7 @@ def vgg(depth: int = 16, pixels: int = 32, classes: int = 10, seed: int = 0) -> 
             layers += [nn.Conv2d(c, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
             c = v
     layers += [nn.Flatten(), nn.Linear(c * hw * hw, 512), nn.ReLU(), nn.Linear(512, classes)]
-    return _random_bn(nn.Sequential(*layers), seed)
+    return randomize_batchnorm(nn.Sequential(*layers), seed)
 
 
 class ResNet(nn.Module):
@@ -102,7 +90,7 @@ class ResNet(nn.Module):
 
 def resnet(depth: int = 18, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return _random_bn(ResNet(RESNET[depth]), seed)
+    return randomize_batchnorm(ResNet(RESNET[depth]), seed)
 
 
 def build(name: str, depth: int, pixels: int) -> nn.Module:

@@ -116,6 +116,20 @@ class DeepCNN(nn.Module):
         return self.fc(self.flatten(self.pool(self.features(x))))
 
 
+def randomize_batchnorm(m: nn.Module, seed: int) -> nn.Module:
+    """``m`` with every BatchNorm2d's statistics and affine drawn at random (mean ~ N(0, 0.1), var and weight in
+    [0.5, 1.5), bias ~ N(0, 0.1)), as after training; returned in eval mode. For untrained benchmark nets."""
+    g = torch.Generator().manual_seed(seed)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            n = mod.num_features
+            mod.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            mod.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            mod.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    return m.eval()
+
+
 class BasicBlock(nn.Module):
     """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); shortcut = identity or 1x1 conv + BN (stride 2)."""
 

@@ -22,6 +22,7 @@ from snnc.ir import conventions as cv
 from snnc.ir.chain import Synapse, quantize_input
 from snnc.ir.graph import copy_graph
 from snnc.ir.plan import build_plan
+from snnc.zoo import randomize_batchnorm
 
 
 @functools.lru_cache(maxsize=None)
@@ -174,18 +175,6 @@ def test_float32_bound_is_checked_per_connection():
     assert all(dt == torch.float32 for (k, *_), (dt, w) in plan_dtypes.items() if k == "plain")
 
 
-def _random_bn(m: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            n = mod.num_features
-            mod.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            mod.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            mod.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return m.eval()
-
-
 @functools.lru_cache(maxsize=None)
 def _cifar_graph(kind: str, seed: int = 0):
     """A small CIFAR-shaped net (3x16x16 input) compiled with the default options: "vgg" has AvgPool2d -> conv
@@ -203,7 +192,7 @@ def _cifar_graph(kind: str, seed: int = 0):
     else:
         m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), bn(8), nn.ReLU(), BasicBlock(8, 8),
                           BasicBlock(8, 12, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5))
-    m = _random_bn(m, seed)
+    m = randomize_batchnorm(m, seed)
     x = np.random.default_rng(seed).standard_normal((16, 3, 16, 16)).astype(np.float32)
     return snnc.compile(m, x, calib_steps=16).int_graph, x[:11]
 
