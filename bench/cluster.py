@@ -23,27 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _graph(model: str | None, epochs: int):
-    from snnc.ir.graph import read
-
-    path = Path(model) if model else Path("out/digits.nir")
-    if path.exists():
-        return read(path), str(path)
-    if model:
-        from snnc.ir.errors import DataError
-
-        raise DataError(f"{path}: no such NIR file")
-    import snnc
-    import torch
-    from snnc.data import digits
-    from snnc.train.fit import fit
-    from snnc.zoo import DigitsCNN
-
-    xtr, ytr = digits("train")
-    torch.manual_seed(0)
-    net = fit(DigitsCNN(), xtr, ytr, epochs=epochs, seed=0)
-    return snnc.compile(net, xtr).int_graph, f"digits CNN trained {epochs} epochs"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sim_vs_lava import demo_graph  # noqa: E402
 
 
 def _same_sim(a, b) -> bool:
@@ -91,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from snnc.data import digits
 
     spec = f"local:{args.workers}"
-    g, origin = _graph(args.model, args.epochs)
+    g, origin = demo_graph(args.model, args.epochs)
     x, _ = digits("test")
     threads = torch.get_num_threads()
     print(f"graph: {origin}; {len(x)} test samples, T={args.steps}; torch threads {threads}; "

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 
-def _graph(model: str | None, epochs: int):
+def demo_graph(model: str | None, epochs: int):
+    """(integer graph, where it came from): ``model`` (an NIR file), else ``out/digits.nir`` from ``make demo``,
+    else the digits CNN trained here for ``epochs`` epochs (seeded) and compiled with the default options."""
     from snnc.ir.graph import read
 
     path = Path(model) if model else Path("out/digits.nir")
@@ -33,14 +35,15 @@ def _graph(model: str | None, epochs: int):
 
         raise DataError(f"{path}: no such NIR file")
     import snnc
+    import torch
     from snnc.data import digits
-    from snnc.frontend.convert import ConvertOptions
     from snnc.train.fit import fit
     from snnc.zoo import DigitsCNN
 
     xtr, ytr = digits("train")
-    net = fit(DigitsCNN(), xtr, ytr, epochs=epochs)
-    return snnc.compile(net, xtr, ConvertOptions(v_init=0.5)).int_graph, f"digits CNN trained {epochs} epochs"
+    torch.manual_seed(0)
+    net = fit(DigitsCNN(), xtr, ytr, epochs=epochs, seed=0)
+    return snnc.compile(net, xtr).int_graph, f"digits CNN trained {epochs} epochs"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from snnc.ir.plan import build_plan
 
     con = Console()
-    g, origin = _graph(args.model, args.epochs)
+    g, origin = demo_graph(args.model, args.epochs)
     x_all, y_all = digits("test")
     x, y = x_all[:args.samples], y_all[:args.samples]
     # throughput of each backend alone on the same samples: Lava without compile, the simulator without rasters
