@@ -6,6 +6,7 @@ A comparison says something only where the layers are active: ``require_activity
 spike rate to lie in (0.02, 0.9).
 A ``MEASURE`` record (printed, and appended as one JSON line to ``$SNNC_MEASURE_FILE`` when set; the interop nox
 sessions set it) is one row of the interop table in docs/interop.md.
+``converted_mlp`` is the snnc graph the frameworks' readers are given.
 (Imported as a top-level module: pytest puts ``tests/`` on sys.path for its conftest.)
 """
 from __future__ import annotations
@@ -68,3 +69,17 @@ def compare_and_measure(framework: str, version: str, direction: str, test: str,
     mism = mismatches(ref, mine)
     measure(framework, version, direction, test, sum(r.size for r in ref.values()), sum(mism.values()), note)
     return mism
+
+
+def converted_mlp(reset: str):
+    """(snnc.compile result, its 16 x 8 calibration inputs) of a bias-free 8 -> 24 -> 16 -> 4 MLP converted by snnc,
+    starting at rest, no bias onset, no floor (the frameworks' neurons start at 0 and are not floored)."""
+    import snnc
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 24, bias=False), torch.nn.ReLU(),
+                                torch.nn.Linear(24, 16, bias=False), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 4, bias=False))
+    x = np.random.default_rng(0).random((16, 8))
+    return snnc.compile(model, x, v_init=0.0, bias_onset=False, v_floor=None, reset=reset), x

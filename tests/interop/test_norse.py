@@ -27,7 +27,7 @@ from snnc.frontend.nir_import import ImportOptions, lower, read_any
 from snnc.passes.fuse_synapses import fuse_synapses
 from snnc.ir import nir_compat
 from snnc.ir.errors import NIRImportWarning, UnsupportedLayerError
-from spike_compare import compare_and_measure, measure, mismatches, snnc_rasters
+from spike_compare import compare_and_measure, converted_mlp, measure, mismatches, snnc_rasters
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("norse") is None,
                                 reason="Norse 1.1.0 not installed: run `nox -s frameworks`")
@@ -118,17 +118,6 @@ def test_norse_runs_paper_lif_like_snnc():
     assert as_file["1"] > 0
 
 
-def _converted(reset: str):
-    import snnc
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 24, bias=False), torch.nn.ReLU(),
-                                torch.nn.Linear(24, 16, bias=False), torch.nn.ReLU(),
-                                torch.nn.Linear(16, 4, bias=False))
-    x = np.random.default_rng(0).random((16, 8))
-    return snnc.compile(model, x, v_init=0.0, bias_onset=False, v_floor=None, reset=reset), x
-
-
 def test_snnc_graph_opens_in_norse():
     """snnc float graph -> norse.torch.from_nir: IF layers become IAFCell (v += i, reset to zero); graphs converted
     with reset 'zero' give every spike equal, subtract-reset graphs differ (measured). Norse has no reader for
@@ -136,7 +125,7 @@ def test_snnc_graph_opens_in_norse():
     import norse.torch as nt
 
     for reset in ("zero", "subtract"):
-        c, x = _converted(reset)
+        c, x = converted_mlp(reset)
         net = nt.from_nir(c.float_graph)
         assert "readout" in c.float_graph.nodes and not hasattr(net, "readout")
         ref = _rasters(net, torch.as_tensor(x, dtype=torch.float32), T, (nt.IAFCell,))

@@ -23,7 +23,7 @@ from snnc.frontend.nir_import import ImportOptions, deployability, lower, read_a
 from snnc.passes.fuse_synapses import fuse_synapses
 from snnc.ir import nir_compat
 from snnc.ir.errors import GraphError
-from spike_compare import compare_and_measure, measure, mismatches, snnc_rasters
+from spike_compare import compare_and_measure, converted_mlp, measure, mismatches, snnc_rasters
 
 HAS = importlib.util.find_spec("snntorch") is not None and importlib.util.find_spec("nirtorch") is not None
 SKIP = pytest.mark.skipif(
@@ -220,17 +220,6 @@ def test_recurrent_rleaky_lowers_with_its_loop():
 
 
 # ------------------------------------------------------------------------------------------- snnc -> snnTorch
-def _converted(reset: str):
-    """A bias-free 8 -> 24 -> 16 -> 4 MLP converted by snnc (starting at rest, no bias onset: the frameworks'
-    neurons start at 0)."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 24, bias=False), torch.nn.ReLU(),
-                                torch.nn.Linear(24, 16, bias=False), torch.nn.ReLU(),
-                                torch.nn.Linear(16, 4, bias=False))
-    x = np.random.default_rng(0).random((16, 8))
-    return snnc.compile(model, x, v_init=0.0, bias_onset=False, v_floor=None, reset=reset), x
-
-
 def test_snnc_graph_opens_in_snntorch():
     """snnc float graph -> to_framework(g, "snntorch") -> import_from_nir: every spike equal, readout potential
     equal (float32). The raw graph does not open (no reader for snnc's I readout), and subtract-reset or floored
@@ -240,7 +229,7 @@ def test_snnc_graph_opens_in_snntorch():
     from snnc.frontend.nir_export import to_framework
     from snnc.ir.conventions import READOUT_NODE
 
-    c, x = _converted("zero")
+    c, x = converted_mlp("zero")
     with pytest.raises(ValueError, match="Unknown node type .*nir.ir.neuron.I"):
         import_from_nir(c.float_graph)  # measured: nirtorch 2.6 has no mapping for nir.I
     measure("snnTorch", _version(), "snnc -> snnTorch", "test_snnc_graph_opens_in_snntorch", 0, 0,
@@ -258,7 +247,7 @@ def test_snnc_graph_opens_in_snntorch():
     readout = dict(net.named_modules())[ro].mem.detach().numpy()
     assert float(np.abs(simulate(c.float_graph, x, T).potentials - readout).max()) < 1e-4
     with pytest.raises(GraphError, match="node '_1': field 'snnc.reset'"):
-        to_framework(_converted("subtract")[0].float_graph, "snntorch")
+        to_framework(converted_mlp("subtract")[0].float_graph, "snntorch")
     c.float_graph.nodes["_1"].metadata["snnc.v_min"] = -1.0
     with pytest.raises(GraphError, match="node '_1': field 'snnc.v_min'"):
         to_framework(c.float_graph, "snntorch")
@@ -272,7 +261,7 @@ def test_snntorch_cannot_run_if_layers():
 
     from snnc.frontend.nir_export import to_framework
 
-    c, x = _converted("subtract")
+    c, x = converted_mlp("subtract")
     net = import_from_nir(to_framework(c.float_graph, "sinabs"))
     leaky = [m for m in net.modules() if type(m).__name__ == "Leaky"]
     assert leaky and all(float(m.beta) == pytest.approx(0.9) for m in leaky)
