@@ -62,15 +62,20 @@ def braille(name: str, reset: str, steps: int, samples: int, lava_samples: int) 
                "int_float_argmax_agree": float((fl.logits.argmax(1) == it.logits.argmax(1)).mean()),
                "layers": {lq.name: {"scale": lq.scale, "vth": lq.vth, "limit": lq.limit} for lq in c.report.layers}}
         if lava_samples:
-            from snnc.backends.lava import verify
-
-            t0 = time.perf_counter()
-            rep = verify(c.int_graph, x[:lava_samples], None, progress=False, timeout_s=3600)
-            row["lava"] = {"samples": rep.samples, "spikes_compared": rep.spikes_compared,
-                           "spikes_differ": rep.spikes_differ, "potentials_differ": rep.potentials_differ,
-                           "state_differ": rep.state_differ, "seconds": time.perf_counter() - t0}
+            row["lava"] = lava_row(c.int_graph, x[:lava_samples])
         out["modes"][mode] = row
     return out
+
+
+def lava_row(g, x: np.ndarray) -> dict:
+    """Lava vs the integer simulator on the sequences x (``snnc.verify``): counts and seconds."""
+    from snnc.backends.lava import verify
+
+    t0 = time.perf_counter()
+    rep = verify(g, x, None, progress=False, timeout_s=3600)
+    return {"samples": rep.samples, "spikes_compared": rep.spikes_compared, "spikes_differ": rep.spikes_differ,
+            "potentials_differ": rep.potentials_differ, "state_differ": rep.state_differ,
+            "seconds": time.perf_counter() - t0}
 
 
 def cnn(steps: int, samples: int, lava_samples: int) -> dict:
@@ -86,13 +91,7 @@ def cnn(steps: int, samples: int, lava_samples: int) -> dict:
            "spikes_compared": {k: int(fl.rasters[k].size) for k in fl.spikes_per_layer},
            "int_float_argmax_agree": float((fl.logits.argmax(1) == it.logits.argmax(1)).mean())}
     if lava_samples:
-        from snnc.backends.lava import verify
-
-        t0 = time.perf_counter()
-        rep = verify(c.int_graph, x[:lava_samples], None, progress=False, timeout_s=3600)
-        out["lava"] = {"samples": rep.samples, "spikes_compared": rep.spikes_compared,
-                       "spikes_differ": rep.spikes_differ, "potentials_differ": rep.potentials_differ,
-                       "state_differ": rep.state_differ, "seconds": time.perf_counter() - t0}
+        out["lava"] = lava_row(c.int_graph, x[:lava_samples])
     if importlib.util.find_spec("sinabs") is not None:
         out["sinabs"] = sinabs_vs_snnc(x, fl)
     return out
