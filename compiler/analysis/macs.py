@@ -74,7 +74,7 @@ def source_macs(graph: Graph, plan: Plan | None = None) -> dict[str, int]:
     shapes = infer_shapes(graph)
     seen: set[str] = set()
     out = {n: 0 for n in plan.neurons}
-    drive = {n for n in plan.neurons if cv.meta(graph.nodes[n], cv.DRIVE, False)}
+    drive = drive_neurons(graph, plan)
     for c in plan.connections:
         if c.src in drive or c.dst in drive:  # a constant drive (a bias into LIF/CubaLIF) is a bias in the ANN
             continue
@@ -92,13 +92,21 @@ def source_macs(graph: Graph, plan: Plan | None = None) -> dict[str, int]:
 
 def layer_ann_macs(graph: Graph, plan: Plan | None = None) -> tuple[dict[str, int], str]:
     """(ANN MACs per inference by neuron layer, what they were counted on: a ``COUNTED_ON`` key). The source
-    network's count recorded at compile time when the graph has one, else the graph as given."""
+    network's count recorded at compile time when the graph has one, else the graph as given (constant drives
+    count 0, as in ``source_macs``)."""
     plan = plan or build_plan(graph)
     rec = cv.meta(graph, cv.ANN_MACS)
     if rec:
         return ({n: int(rec.get(n, 0)) for n in plan.neurons},
                 str(cv.meta(graph, cv.ANN_MACS_COUNTED_ON, "torch")))
     out = {n: 0 for n in plan.neurons}
-    for (_, dst), m in connection_macs(graph, plan).items():
-        out[dst] += m
+    drive = drive_neurons(graph, plan)
+    for (src, dst), m in connection_macs(graph, plan).items():
+        if src not in drive and dst not in drive:
+            out[dst] += m
     return out, "graph"
+
+
+def drive_neurons(graph: Graph, plan: Plan) -> set[str]:
+    """Neuron layers that are constant drives (``snnc.drive``: a bias into LIF/CubaLIF lowered to spikes)."""
+    return {n for n in plan.neurons if cv.meta(graph.nodes[n], cv.DRIVE, False)}

@@ -114,17 +114,10 @@ def energy_report(graph: Graph, x: np.ndarray, result: SimResult, model: EnergyM
     """Count SOPs, input MACs, neuron updates and ANN MACs of the run ``result`` on inputs ``x``; price them."""
     model = get_model(model) if isinstance(model, str) else model
     plan = build_plan(graph)
-    from snnc.ir import conventions as cv
-
     conns = count_ops(graph, result, x, plan)
     ann_steps = result.steps if (getattr(result, "sequence", False) or plan.recurrent) else 1
-    drive = {n for n in plan.neurons if cv.meta(graph.nodes[n], cv.DRIVE, False)}
     gmacs = connection_macs(graph, plan)
     lmacs, counted_on = layer_ann_macs(graph, plan)
-    for (src, dst), m in gmacs.items():  # a constant drive is a bias in the ANN: its connections cost nothing
-        if (src in drive or dst in drive) and counted_on == "graph":
-            lmacs[dst] -= m
-    lmacs = {n: m * ann_steps for n, m in lmacs.items()}
     upd = neuron_updates(result)
     stats = spike_stats(graph, result, plan)
     N = result.samples
@@ -133,7 +126,7 @@ def energy_report(graph: Graph, x: np.ndarray, result: SimResult, model: EnergyM
         inc = [c for c in conns if c.dst == n]
         sops = sum(c.ops for c in inc if not c.graded) / N
         imacs = sum(c.ops for c in inc if c.graded) / N
-        macs = float(lmacs[n])
+        macs = float(lmacs[n] * ann_steps)
         nu = upd[n] / N
         st = stats.get(n)
         rows.append(LayerRow(
