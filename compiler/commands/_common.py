@@ -76,12 +76,15 @@ def load_data_args(args: argparse.Namespace, calib: bool, evaluation: bool,
     return c, e
 
 
+def seen_in_calib(data: dict) -> int:
+    """How many evaluation samples of a report's ``data`` object also occur in the calibration data."""
+    return data["eval"]["samples"] if data.get("eval_is_calib") else data.get("eval_samples_in_calib", 0)
+
+
 def warn_overlap(data: dict) -> None:
     """One stderr line when evaluation samples also occur in the calibration data (``data_report``,
     ``graph_data_report``)."""
-    k = data.get("eval_samples_in_calib", 0)
-    if data.get("eval_is_calib"):
-        k = data["eval"]["samples"]
+    k = seen_in_calib(data)
     if k:
         cal = data["calib"].get("spec") or f"the {data['calib']['samples']} samples the graph was compiled with"
         print(f"snnc: warning: {k} of {data['eval']['samples']} evaluation samples ({data['eval']['spec']}) are also "

@@ -19,6 +19,7 @@ from snnc.commands._common import (
     print_spike_table,
     read_graph,
     run_inputs,
+    seen_in_calib,
     warn_overlap,
 )
 from snnc.ir import conventions as cv
@@ -242,7 +243,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 def _seen_note(data: dict) -> str:
     """', N also in the calibration data' (or nothing) for table titles."""
-    k = data["eval"]["samples"] if data.get("eval_is_calib") else data.get("eval_samples_in_calib", 0)
+    k = seen_in_calib(data)
     return f", {k} of them also in the calibration data" if k else ""
 
 

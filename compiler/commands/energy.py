@@ -9,6 +9,7 @@ from snnc.commands._common import (
     add_json,
     add_sim_args,
     run_inputs,
+    seen_in_calib,
 )
 
 
@@ -73,7 +74,7 @@ def run_energy(args: argparse.Namespace) -> int:
 
     con = Console()
     ratio = out["energy_ratio_ann_over_snn"]
-    seen = data["eval"]["samples"] if data.get("eval_is_calib") else data.get("eval_samples_in_calib", 0)
+    seen = seen_in_calib(data)
     what = f"sequences of {rep.input_steps} steps" if rep.sequence else "static frames"
     con.print(f"[bold]{args.graph}[/] on {ev.spec} ({what}): T={rep.steps} (run lasts {rep.latency_steps} steps), "
               f"{rep.samples} evaluation samples{f' ({seen} also in the calibration data)' if seen else ''}, "
