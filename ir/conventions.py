@@ -70,6 +70,8 @@ NIR_DT = _key("snnc.nir_dt", "graph", "real", "seconds per step", "imported NIR 
               "discretise the time constants")
 NIR_DISCRETISATION = _key("snnc.nir_discretisation", "graph", "str", '"euler" or "exp"', "imported NIR graphs: "
                           "how the time constants were discretised")
+TARGET = _key("snnc.target", "graph", "str", 'a name in snnc.ir.target.TARGETS', "the deployment target the "
+              "integer graph was compiled for (absent: lava)")
 READOUT_NODE = _key("snnc.readout_node", "graph", "str", "node name", "graphs exported for other frameworks: the "
                     "IF node that stands for the I readout")
 ANN_MACS = _key("snnc.ann_macs", "graph", "dict", "MACs per inference, by neuron layer", "the source network's "
